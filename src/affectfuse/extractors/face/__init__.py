@@ -1,0 +1,1 @@
+"""face extractors (one file per backbone family)."""

@@ -1,0 +1,1 @@
+"""text extractors (one file per backbone family)."""

@@ -1,0 +1,1 @@
+"""visual extractors (one file per backbone family)."""

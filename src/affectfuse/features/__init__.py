@@ -1,0 +1,1 @@
+"""Feature storage and importers."""

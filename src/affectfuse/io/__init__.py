@@ -1,0 +1,1 @@
+"""Media input: probing, decoding and sampling (PyAV), faces, generated media."""
