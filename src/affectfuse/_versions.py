@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import platform
 from importlib import metadata
 
@@ -11,6 +12,11 @@ _PACKAGES = ("affectfuse", "torch", "transformers", "av", "numpy", "opencv-pytho
 
 def versions() -> dict[str, str]:
     """Installed versions of the libraries a result depends on (absent ones are left out)."""
+    return dict(_versions())
+
+
+@functools.lru_cache(maxsize=1)
+def _versions() -> dict[str, str]:
     out = {"python": platform.python_version()}
     for p in _PACKAGES:
         try:

@@ -202,7 +202,8 @@ class Batch:
             class indices ``(B,)`` / ``(B, T)`` for classification; None at inference.
         target_mask: bool, shaped like the targets without the K axis (False = unlabelled / ignored).
         ids: video id per sample.
-        times: optional ``(B, T)`` seconds of each output step for frame-level tasks.
+        times: optional ``(B, T)`` seconds of each output step for frame-level tasks (NaN on padding).
+        frames: optional ``(B, T)`` int64 frame index of each output step for frame-level tasks (-1 on padding).
         raw: optional raw inputs for end-to-end models, e.g. ``{"pixels": (B, N, 3, H, W),
             "waveform": (B, S)}`` with masks in ``masks`` under the same names.
     """
@@ -214,6 +215,7 @@ class Batch:
     ids: list[str] = field(default_factory=list)
     times: Any = None
     raw: dict[str, Any] = field(default_factory=dict)
+    frames: Any = None
 
     @property
     def batch_size(self) -> int:
@@ -235,6 +237,7 @@ class Batch:
             ids=list(self.ids),
             times=mv(self.times),
             raw={k: mv(v) for k, v in self.raw.items()},
+            frames=mv(self.frames),
         )
 
 

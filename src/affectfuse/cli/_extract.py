@@ -1,0 +1,96 @@
+"""``affectfuse extract``: raw media → feature store."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+def _parse_value(v: str) -> Any:
+    try:
+        return yaml.safe_load(v)
+    except yaml.YAMLError:
+        return v
+
+
+def parse_sets(sets: list[str]) -> dict[str, dict[str, Any]]:
+    """``["vit_cls.model=/path", "vit_cls.dtype=bfloat16"]`` → ``{"vit_cls": {"model": "/path", ...}}``."""
+    out: dict[str, dict[str, Any]] = {}
+    for s in sets:
+        if "=" not in s or "." not in s.split("=", 1)[0]:
+            raise ValueError(f"--set expects EXTRACTOR.PARAM=VALUE, got {s!r}")
+        lhs, value = s.split("=", 1)
+        name, param = lhs.split(".", 1)
+        out.setdefault(name, {})[param] = _parse_value(value)
+    return out
+
+
+def add_parser(sub, name: str) -> None:
+    from affectfuse.pipeline import DEFAULT_EXTRACTORS
+
+    p = sub.add_parser(name, help="extract features of videos into a feature store",
+                       description="Decode, sample, crop faces and run feature extractors on media files. "
+                                   "Re-running skips what is done; failures are recorded and reported.")
+    p.add_argument("inputs", nargs="+", help="video/audio files, folders, or a CSV (path[,video_id]) / text list")
+    p.add_argument("--out", required=True, help="feature store folder")
+    p.add_argument("--extractors", default=",".join(DEFAULT_EXTRACTORS),
+                   help=f"comma-separated extractor names (default: {','.join(DEFAULT_EXTRACTORS)}); "
+                        "see `affectfuse extractors`")
+    p.add_argument("--set", action="append", default=[], metavar="EXTRACTOR.PARAM=VALUE",
+                   help="extractor parameter, e.g. vit_cls.model=/models/vit (repeatable)")
+    p.add_argument("--config", help="YAML with ExtractConfig fields (command-line options win)")
+    p.add_argument("--frames", type=int, help="rows per video at clip level (default 32, ViPER)")
+    p.add_argument("--level", choices=["clip", "frame"], help="clip: N frames per video; frame: every frame / rate")
+    p.add_argument("--step", type=int, dest="frame_step", help="frame level: every STEP-th frame")
+    p.add_argument("--fps", type=float, dest="frame_fps", help="frame level: frames per second")
+    p.add_argument("--face-detector", dest="face_detector")
+    p.add_argument("--no-face", dest="no_face", choices=["mask", "full_frame", "previous"],
+                   help="rows without a face: mask (invalid), full_frame or previous crop")
+    p.add_argument("--margin", type=float, dest="face_margin")
+    p.add_argument("--workers", type=int, help="decoding processes (default 1; 0 = none)")
+    p.add_argument("--batch-rows", type=int, dest="batch_rows")
+    p.add_argument("--float16", action="store_true", default=None, help="store values as float16")
+    p.add_argument("--overwrite", action="store_true", default=None, help="recompute existing entries")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from affectfuse._config import from_yaml, make_config, to_dict
+    from affectfuse._versions import versions
+    from affectfuse.pipeline import ExtractConfig, extract, list_inputs
+
+    base = from_yaml(ExtractConfig, Path(args.config)) if args.config else ExtractConfig()
+    over: dict[str, Any] = {k: getattr(args, k) for k in (
+        "frames", "level", "frame_step", "frame_fps", "face_detector", "no_face", "face_margin", "workers",
+        "batch_rows", "float16", "overwrite") if getattr(args, k, None) is not None}
+    names = tuple(n.strip() for n in args.extractors.split(",") if n.strip())
+    params = {**base.extractor_params}
+    for n, kv in parse_sets(args.set).items():
+        params[n] = {**params.get(n, {}), **kv}
+    over["extractors"] = names
+    over["extractor_params"] = params
+    cfg = make_config(ExtractConfig, over, base=base)
+    pairs = list_inputs(args.inputs)
+    if not pairs:
+        print(f"affectfuse extract: no media files found in {' '.join(args.inputs)}", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    print(f"extracting {len(pairs)} media file(s) into {out} with {', '.join(names)}", file=sys.stderr)
+    report = extract(pairs, out, cfg, progress=not args.quiet)
+    record = {"command": "extract", "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "config": to_dict(cfg),
+              "keys": report.keys, "versions": versions(), "inputs": len(pairs), "done": len(report.done),
+              "failed": len(report.failed), "interrupted": report.interrupted}
+    runs = out / "runs"
+    runs.mkdir(exist_ok=True)
+    (runs / f"extract-{time.strftime('%Y%m%d-%H%M%S')}.yaml").write_text(yaml.safe_dump(record, sort_keys=False))
+    print(report.text())
+    if report.interrupted:
+        return 130
+    return 1 if report.failed else 0

@@ -1,0 +1,150 @@
+"""``affectfuse train``, ``evaluate`` and ``predict``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+
+def resolve_modalities(store, spec: str | None) -> dict[str, str]:
+    """``--modalities`` → {modality: extractor name or key}.
+
+    ``spec`` items are ``modality=extractor`` or a bare extractor name / key (the modality name is then the
+    extractor's modality from the store, or the extractor name when two share one). None = every key.
+    """
+    summary = store.summary()
+    if spec:
+        items = [s.strip() for s in spec.split(",") if s.strip()]
+    else:
+        items = list(summary)
+    out: dict[str, str] = {}
+    for item in items:
+        if "=" in item:
+            m, src = item.split("=", 1)
+            out[m.strip()] = src.strip()
+            continue
+        if item in summary:
+            name, mod = summary[item]["name"], summary[item]["modality"]
+        else:
+            keys = store.keys_for(item)
+            if not keys:
+                known = sorted({s["name"] for s in summary.values()} | {s["modality"] or "" for s in summary.values()} - {""})
+                # a modality name ("visual") selects the store's extractor of that modality when there is one
+                by_mod = [k for k, s in summary.items() if s["modality"] == item]
+                if len(by_mod) == 1:
+                    out[item] = by_mod[0]
+                    continue
+                raise ValueError(f"--modalities: {item!r} is neither a key, an extractor name nor a modality of the store "
+                                 f"{store.path}; it holds: {', '.join(known)}")
+            name, mod = item, summary[keys[0]]["modality"]
+        m = mod or name
+        if m in out:
+            m = name
+        out[m] = item
+    return out
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr)
+
+
+def _train_conf(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--task", required=True, help="reaction / va / expr / group, or generic (from the labels CSV)")
+    p.add_argument("--labels", required=True, help="labels file or folder (ViPER data_info.csv, MuSe, Aff-Wild2, VGAF, CSV)")
+    p.add_argument("--features", required=True, help="feature store folder")
+    p.add_argument("--modalities", help="comma list: extractor names / keys / modality=extractor (default: all)")
+    p.add_argument("--model", default=None, help="registered model (affectfuse models); default viper_small")
+    p.add_argument("--config", help="YAML with TrainConfig fields, e.g. recipes/viper_reaction.yaml")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int, dest="batch_size")
+    p.add_argument("--lr", type=float)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--seeds", help="comma list of seeds: one run per seed in OUT/seed_<s>, mean ± std in OUT/metrics.json")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--out", required=True, help="run folder")
+    p.add_argument("--quiet", action="store_true")
+
+
+def _train_run(args: argparse.Namespace) -> int:
+    from affectfuse._config import from_yaml, make_config
+    from affectfuse.features.store import FeatureStore
+    from affectfuse.training import TrainConfig, train
+
+    base = from_yaml(TrainConfig, Path(args.config)) if args.config else TrainConfig()
+    store = FeatureStore(args.features, create=False)
+    over: dict[str, Any] = {"task": args.task}
+    if args.modalities or not base.modalities:
+        over["modalities"] = resolve_modalities(store, args.modalities)
+    for k in ("model", "epochs", "batch_size", "lr", "seed", "device"):
+        if getattr(args, k, None) is not None:
+            over[k] = getattr(args, k)
+    cfg = make_config(TrainConfig, over, base=base)
+    print(f"training {cfg.model} on {cfg.task} with modalities {cfg.modalities} -> {args.out}", file=sys.stderr)
+    if args.seeds:
+        from affectfuse.training.multi import train_seeds
+
+        seeds = [int(s) for s in args.seeds.split(",")]
+        summary = train_seeds(args.labels, store, cfg, args.out, seeds=seeds, progress=not args.quiet, log=_log)
+        print(json.dumps(summary, indent=1))
+        return 0
+    metrics = train(args.labels, store, cfg, args.out, progress=not args.quiet, log=_log)
+    print(json.dumps(metrics, indent=1))
+    return 0
+
+
+train_cmd = SimpleNamespace(add_parser=lambda sub, name: _add(sub, name, "train a fusion model on stored features",
+                                                                _train_conf, _train_run))
+
+
+def _add(sub, name, help_text, conf, run):
+    p = sub.add_parser(name, help=help_text, description=help_text)
+    conf(p)
+    p.set_defaults(run=run)
+
+
+# -- evaluate -------------------------------------------------------------------------------------
+def _eval_conf(p):
+    p.add_argument("run", help="run folder")
+    p.add_argument("--split", default="test")
+    p.add_argument("--labels", help="labels (default: the ones the run was trained with)")
+    p.add_argument("--features", help="feature store (default: the one the run was trained with)")
+
+
+def _eval_run(args) -> int:
+    from affectfuse.training import evaluate
+
+    m = evaluate(args.run, split=args.split, labels=args.labels, store=args.features)
+    print(json.dumps({args.split: m}, indent=1))
+    return 0
+
+
+evaluate_cmd = SimpleNamespace(add_parser=lambda sub, name: _add(sub, name, "evaluate a run on a split", _eval_conf,
+                                                                   _eval_run))
+
+
+# -- predict --------------------------------------------------------------------------------------
+def _predict_conf(p):
+    p.add_argument("videos", nargs="+", help="video files, folders or lists")
+    p.add_argument("--run", required=True, help="a run folder from `affectfuse train`")
+    p.add_argument("--out", default="predictions.csv", help="CSV file")
+    p.add_argument("--features", help="feature store to extract into and keep (default: temporary)")
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--quiet", action="store_true")
+
+
+def _predict_run(args) -> int:
+    from affectfuse.inference.predictor import predict_videos
+
+    _, report = predict_videos(args.videos, args.run, args.out, features=args.features, workers=args.workers,
+                               progress=not args.quiet, log=_log)
+    if report.failed or report.warnings:
+        print(report.text())
+    return 1 if report.failed else 0
+
+
+predict_cmd = SimpleNamespace(add_parser=lambda sub, name: _add(sub, name, "predict emotions of videos", _predict_conf,
+                                                                  _predict_run))

@@ -1,0 +1,1 @@
+"""Inference on new videos with trained runs."""

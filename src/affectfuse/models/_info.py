@@ -1,0 +1,95 @@
+"""``model_info``: what ``affectfuse models --info NAME`` prints — size and configuration of a model.
+
+The model is built on PyTorch's ``meta`` device (no memory, no initialisation cost), so even the
+paper-sized ViPER (≈270 M parameters) is described instantly.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import torch
+
+from affectfuse._config import to_dict
+
+__all__ = ["model_info", "default_input_dims", "takes_raw_inputs", "PAPER_INPUT_DIMS"]
+
+# Input widths of the papers' feature sets, used when ``input_dims`` is not given. A model module may
+# override them by defining its own ``PAPER_INPUT_DIMS`` dict.
+PAPER_INPUT_DIMS: dict[str, dict[str, int]] = {
+    # ViPER best run: ViT-age CLS 768, WavLM x-vector 512, RoBERTa CLS 768, FAU 27 zero-padded to 32
+    "viper": {"visual": 768, "audio": 512, "text": 768, "fau": 32},
+    # JMT: R(2+1)D-18 and ResNet18 backbones, 512 each
+    "jmt": {"visual": 512, "audio": 512},
+    # MuSe 2022 reaction baseline: eGeMAPS (88 functionals per step)
+    "muse_lstm": {"audio": 88},
+}
+_FALLBACK_DIMS = {"visual": 768, "audio": 512}
+
+
+def takes_raw_inputs(name: str) -> bool:
+    """Whether a registered model reads raw media (``batch.raw``) rather than feature sequences.
+
+    Convention: the module of such a model defines ``RAW_MODALITIES`` (name → channel count).
+    """
+    from affectfuse._registry import MODELS
+
+    module = sys.modules.get(getattr(MODELS.get(name), "__module__", ""), None)
+    return bool(getattr(module, "RAW_MODALITIES", None))
+
+
+def _family(name: str) -> str:
+    return name[: -len("_small")] if name.endswith("_small") else name
+
+
+def default_input_dims(name: str) -> dict[str, int]:
+    """Input widths used by :func:`model_info` when none are given."""
+    from affectfuse._registry import MODELS
+
+    fam = _family(name)
+    module = sys.modules.get(getattr(MODELS.get(name), "__module__", ""), None)
+    raw = getattr(module, "RAW_MODALITIES", None)  # end-to-end models name raw inputs and channel counts
+    if isinstance(raw, dict) and raw:
+        return dict(raw)
+    own = getattr(module, "PAPER_INPUT_DIMS", None)
+    if isinstance(own, dict) and own:
+        if all(isinstance(v, int) for v in own.values()):
+            return dict(own)
+        if fam in own:
+            return dict(own[fam])
+    return dict(PAPER_INPUT_DIMS.get(fam, _FALLBACK_DIMS))
+
+
+def model_info(name: str, task: str = "reaction", input_dims: dict[str, int] | None = None) -> dict[str, Any]:
+    """Describe a registered model.
+
+    Args:
+        name: registered model name (``list_models()``).
+        task: task name or spec (decides the head).
+        input_dims: modality widths; default: the paper's feature set (:data:`PAPER_INPUT_DIMS`).
+
+    Returns:
+        ``{"name", "class", "module", "task", "input_dims", "params", "trainable_params", "config",
+        "config_type"}`` with ``config`` the config as a plain dict (YAML-ready).
+    """
+    from affectfuse.models import create_model
+
+    dims = dict(input_dims) if input_dims is not None else default_input_dims(name)
+    try:
+        with torch.device("meta"):
+            model = create_model(name, task=task, input_dims=dims)
+    except RuntimeError:  # e.g. a backbone loaded with from_pretrained cannot be built on "meta"
+        model = create_model(name, task=task, input_dims=dims)
+    params = list(model.parameters())
+    return {
+        "name": name,
+        "class": type(model).__name__,
+        "module": type(model).__module__,
+        "task": model.task.name,
+        "input_dims": dims,
+        "params": int(sum(p.numel() for p in params)),
+        "trainable_params": int(sum(p.numel() for p in params if p.requires_grad)),
+        "config_type": type(model.config).__name__,
+        "config": to_dict(model.config),
+    }

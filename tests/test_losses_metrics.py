@@ -1,0 +1,225 @@
+"""Losses against straightforward re-implementations; metrics against scipy / scikit-learn."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from scipy.ndimage import uniform_filter1d
+from scipy.stats import pearsonr
+from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
+
+from affectfuse.tasks.losses import LOSSES, create_loss
+from affectfuse.tasks.metrics import (
+    accuracy,
+    ccc,
+    compute_metrics,
+    macro_f1,
+    pearson,
+    smooth_predictions,
+    uar,
+)
+from affectfuse.tasks.spec import TASKS, TaskSpec
+from affectfuse.types import Batch, ModelOutput
+
+
+def ref_ccc(x, y):
+    """CCC from numpy's covariance matrix (population statistics)."""
+    c = np.cov(x, y, bias=True)
+    return 2 * c[0, 1] / (c[0, 0] + c[1, 1] + (np.mean(x) - np.mean(y)) ** 2)
+
+
+# -- metrics --------------------------------------------------------------------------------------
+def test_pearson_ccc_match_references():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=500)
+    y = 0.6 * x + rng.normal(scale=0.8, size=500) + 0.3
+    assert abs(pearson(x, y) - pearsonr(x, y)[0]) < 1e-6
+    assert abs(ccc(x, y) - ref_ccc(x, y)) < 1e-6
+    assert abs(ccc(x, x) - 1.0) < 1e-12
+    assert ccc(x, y + 5.0) < ccc(x, y)  # a bias lowers CCC, not Pearson
+    assert abs(pearson(x, y + 5.0) - pearson(x, y)) < 1e-9
+
+
+def test_degenerate_inputs_give_zero():
+    y = np.array([0.1, 0.5, 0.9])
+    assert pearson(np.full(3, 0.1), y) == 0.0  # constant predictions (mean not exact in floats)
+    assert pearson([1.0], [2.0]) == 0.0
+    assert ccc(np.full(4, 0.3), np.full(4, 0.3)) == 0.0
+    assert ccc(np.full(3, 0.2), y) == 0.0
+    assert accuracy([], []) == 0.0 and uar([], []) == 0.0 and macro_f1([], []) == 0.0
+    out = compute_metrics("reaction", np.full((5, 7), 0.5), np.random.default_rng(1).random((5, 7)))
+    assert out["mean_pearson"] == 0.0 and all(np.isfinite(v) for v in out.values())
+
+
+def test_classification_metrics_match_sklearn():
+    rng = np.random.default_rng(2)
+    t = rng.integers(0, 5, 300)
+    p = np.where(rng.random(300) < 0.5, t, rng.integers(0, 5, 300))
+    p[p == 4] = 3  # class 4 never predicted
+    assert abs(macro_f1(t, p) - f1_score(t, p, average="macro")) < 1e-6
+    labels = list(range(8))
+    assert abs(macro_f1(t, p, labels=labels) - f1_score(t, p, average="macro", labels=labels, zero_division=0)) < 1e-6
+    assert abs(accuracy(t, p) - accuracy_score(t, p)) < 1e-6
+    assert abs(uar(t, p) - balanced_accuracy_score(t, p)) < 1e-6
+
+
+def test_compute_metrics_per_task():
+    rng = np.random.default_rng(3)
+    # reaction: per-emotion Pearson, mean of 7
+    y = rng.random((40, 7))
+    p = y + rng.normal(scale=0.3, size=y.shape)
+    out = compute_metrics("reaction", p, y)
+    for j, e in enumerate(TASKS["reaction"].targets):
+        assert abs(out[f"pearson_{e}"] - pearsonr(p[:, j], y[:, j])[0]) < 1e-6
+    assert abs(out["mean_pearson"] - np.mean([pearsonr(p[:, j], y[:, j])[0] for j in range(7)])) < 1e-6
+
+    # va, frame level (B, T, 2): frames at -5 are ignored, a mask removes more
+    y = rng.uniform(-1, 1, (3, 50, 2))
+    p = y + rng.normal(scale=0.4, size=y.shape)
+    y[0, :10, :] = -5.0
+    y[1, 5, 1] = -5.0  # arousal only
+    mask = np.ones((3, 50), bool)
+    mask[2, 40:] = False
+    out = compute_metrics("va", p, y, mask)
+    for j, n in enumerate(("valence", "arousal")):
+        keep = (y[..., j] != -5) & mask
+        assert abs(out[f"ccc_{n}"] - ref_ccc(p[..., j][keep], y[..., j][keep])) < 1e-6
+    assert set(out) == {"mean_ccc", "ccc_valence", "ccc_arousal"}
+
+    # expr: logits → argmax; -1 ignored
+    t = rng.integers(0, 8, (2, 30))
+    t[0, :5] = -1
+    logits = rng.normal(size=(2, 30, 8))
+    out = compute_metrics("expr", logits, t)
+    keep = t != -1
+    pr = logits.argmax(-1)
+    assert abs(out["macro_f1"] - f1_score(t[keep], pr[keep], average="macro")) < 1e-6
+    assert abs(out["accuracy"] - accuracy_score(t[keep], pr[keep])) < 1e-6
+
+    # group: class indices
+    t = rng.integers(0, 3, 60)
+    pr = rng.integers(0, 3, 60)
+    out = compute_metrics("group", pr, t)
+    assert abs(out["uar"] - balanced_accuracy_score(t, pr)) < 1e-6 and set(out) == {"accuracy", "uar"}
+
+    # generic regression and classification
+    spec = TaskSpec(name="custom", problem="regression", resolution="clip", targets=("a", "b"), metrics=("mean_ccc",))
+    y = rng.normal(size=(30, 2))
+    p = y + rng.normal(size=(30, 2))
+    out = compute_metrics(spec, p, y)
+    assert abs(out["mse_b"] - np.mean((p[:, 1] - y[:, 1]) ** 2)) < 1e-9
+    assert {"mean_pearson", "mean_ccc", "mse", "ccc_a", "pearson_b"} <= set(out)
+    spec = TaskSpec(name="c", problem="multiclass", resolution="clip", targets=("x", "y"))
+    assert set(compute_metrics(spec, [0, 1, 1], [0, 1, 0])) == {"accuracy", "macro_f1", "uar"}
+    bad = TaskSpec(name="c", problem="multiclass", resolution="clip", targets=("x", "y"), metrics=("auc",))
+    with pytest.raises(ValueError, match="auc"):
+        compute_metrics(bad, [0, 1], [0, 1])
+
+
+@pytest.mark.parametrize("t", [7, 37, 200])
+def test_smooth_matches_uniform_filter1d(t):
+    rng = np.random.default_rng(t)
+    x = rng.uniform(-1.4, 1.4, (t, 2))
+    ours = smooth_predictions(x, (20, 50), clip=(-1, 1))
+    ref = np.stack([uniform_filter1d(np.clip(x[:, 0], -1, 1), 20), uniform_filter1d(np.clip(x[:, 1], -1, 1), 50)], 1)
+    np.testing.assert_allclose(ours, ref, atol=1e-9)
+    for w in (1, 2, 3, 4):
+        np.testing.assert_allclose(smooth_predictions(x[:, 0], w), uniform_filter1d(x[:, 0], w), atol=1e-9)
+
+
+# -- losses ---------------------------------------------------------------------------------------
+def _batch(targets, target_mask=None):
+    return Batch(inputs={"v": torch.zeros(len(targets), 1, 1)}, masks={"v": torch.ones(len(targets), 1, dtype=torch.bool)},
+                 targets=targets, target_mask=target_mask)
+
+
+def test_mse_loss_per_column_and_mask():
+    torch.manual_seed(0)
+    p, y = torch.randn(6, 7), torch.rand(6, 7)
+    m = torch.tensor([True, True, False, True, True, True])
+    loss = create_loss("mse", "reaction")(ModelOutput(preds=p), _batch(y, m))
+    ref = np.mean([np.mean((p[m, j] - y[m, j]).numpy() ** 2) for j in range(7)])
+    assert abs(loss.item() - ref) < 1e-6
+    y2 = y.clone()
+    y2[2] = 100.0  # a masked clip never contributes
+    assert abs(create_loss("mse", "reaction")(ModelOutput(preds=p), _batch(y2, m)).item() - ref) < 1e-6
+
+
+def test_ccc_loss_frame_level_ignores_minus5_and_padding():
+    rng = np.random.default_rng(1)
+    y = rng.uniform(-1, 1, (2, 30, 2)).astype(np.float32)
+    p = (y + rng.normal(scale=0.5, size=y.shape)).astype(np.float32)
+    y[0, :4] = -5.0
+    m = np.ones((2, 30), bool)
+    m[1, 25:] = False  # padding
+    pt = torch.tensor(p, requires_grad=True)
+    loss = create_loss(None, "va")(ModelOutput(preds=pt), _batch(torch.tensor(y), torch.tensor(m)))
+    ref = np.mean([1 - ref_ccc(p[..., j][(y[..., j] != -5) & m], y[..., j][(y[..., j] != -5) & m]) for j in range(2)])
+    assert abs(loss.item() - ref) < 1e-5
+    loss.backward()
+    assert pt.grad[1, 25:].abs().sum() == 0 and pt.grad[0, :4].abs().sum() == 0
+
+
+def test_mse_ce_matches_manual_and_authors_variant():
+    torch.manual_seed(2)
+    p, logits = torch.randn(5, 7), torch.randn(5, 7)
+    y = torch.rand(5, 7)
+    y = y / y.max(1, keepdim=True).values  # max-normalised: each row has a 1
+    y[3, 2] = 1.0  # a tie: two dominant emotions
+    out = ModelOutput(preds=p, logits=logits)
+    loss = create_loss("mse_ce", "reaction")(out, _batch(y))
+    ref = F.mse_loss(torch.sigmoid(p), y) + 0.01 * F.cross_entropy(logits, y.argmax(1))
+    assert abs(loss.item() - ref.item()) < 1e-6
+    loss_a = create_loss("mse_ce", "reaction", ce_target="authors", ce_weight=0.5)(out, _batch(y))
+    logp = F.log_softmax(logits, 1)
+    ref_a = F.mse_loss(torch.sigmoid(p), y) + 0.5 * (-(logp * (y == 1).float()).sum(1)).mean()
+    assert abs(loss_a.item() - ref_a.item()) < 1e-6
+    with pytest.raises(ValueError, match="logits"):
+        create_loss("mse_ce", "reaction")(ModelOutput(preds=p), _batch(y))
+
+
+def test_cross_entropy_and_focal():
+    torch.manual_seed(3)
+    logits = torch.randn(2, 10, 8)
+    t = torch.randint(0, 8, (2, 10))
+    t[0, :3] = -1  # unlabelled frames
+    m = torch.ones(2, 10, dtype=torch.bool)
+    m[1, 8:] = False
+    keep = (t != -1) & m
+    ce = create_loss("cross_entropy", "expr", label_smoothing=0.2)(ModelOutput(preds=logits), _batch(t, m))
+    ref = F.cross_entropy(logits[keep], t[keep], label_smoothing=0.2)
+    assert abs(ce.item() - ref.item()) < 1e-6
+    # focal with gamma 0 is cross-entropy; with gamma 2 the textbook formula
+    f0 = create_loss("focal", "expr", gamma=0.0)(ModelOutput(preds=logits), _batch(t, m))
+    assert abs(f0.item() - F.cross_entropy(logits[keep], t[keep]).item()) < 1e-6
+    alpha = [0.5, 1, 1, 2, 1, 1, 1, 0.25]
+    f2 = create_loss("focal", "expr", alpha=alpha)(ModelOutput(preds=logits), _batch(t, m))
+    pt = F.softmax(logits[keep], -1).gather(1, t[keep][:, None]).squeeze(1)
+    ref = (-torch.tensor(alpha)[t[keep]] * (1 - pt) ** 2 * torch.log(pt)).mean()
+    assert abs(f2.item() - ref.item()) < 1e-6
+    # clip-level group task
+    lg, tg = torch.randn(4, 3), torch.tensor([0, 2, 1, 1])
+    assert abs(create_loss(None, "group")(ModelOutput(preds=lg), _batch(tg)).item() - F.cross_entropy(lg, tg).item()) < 1e-6
+
+
+def test_all_masked_gives_zero_with_graph_and_errors():
+    p = torch.randn(3, 2, requires_grad=True)
+    for name in ("mse", "ccc"):
+        task = TaskSpec(name="r", problem="regression", resolution="clip", targets=("a", "b"))
+        loss = create_loss(name, task)(ModelOutput(preds=p), _batch(torch.zeros(3, 2), torch.zeros(3, dtype=torch.bool)))
+        assert loss.item() == 0.0
+        loss.backward()
+    lg = torch.randn(3, 8, requires_grad=True)
+    loss = create_loss("focal", "expr")(ModelOutput(preds=lg), _batch(torch.full((3,), -1)))
+    assert loss.item() == 0.0
+    with pytest.raises(KeyError, match="available"):
+        create_loss("hinge", "va")
+    with pytest.raises(TypeError, match="accepted"):
+        create_loss("focal", "expr", gama=2)
+    with pytest.raises(ValueError, match="regression"):
+        create_loss("ccc", "group")
+    with pytest.raises(TypeError, match="int64"):
+        create_loss("cross_entropy", "group")(ModelOutput(preds=torch.randn(2, 3)), _batch(torch.zeros(2)))
+    assert set(LOSSES) == {"mse", "ccc", "mse_ce", "cross_entropy", "focal"}

@@ -1,0 +1,146 @@
+"""Training loop, run folders, resume, evaluation, seeds — on a GENERATED feature dataset."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from scipy.stats import pearsonr
+
+from affectfuse.data.synthetic import make_feature_dataset
+from affectfuse.features.store import FeatureStore
+from affectfuse.tasks.spec import REACTION_EMOTIONS
+from affectfuse.training import TrainConfig, evaluate, load_run, train
+
+MODS = {"visual": "generated_visual", "audio": "generated_audio"}
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    d = tmp_path_factory.mktemp("gen")
+    make_feature_dataset(d / "store", d / "labels.csv", n=160, rows=16, dims={"visual": 12, "audio": 8})
+    return d
+
+
+def _cfg(**kw):
+    base = dict(task="reaction", model="early_fusion_small", modalities=MODS, epochs=8, lr=3e-3, batch_size=16)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_train_writes_a_complete_run_and_metrics_match_scipy(data, tmp_path):
+    run = tmp_path / "run"
+    metrics = train(data / "labels.csv", data / "store", _cfg(), run, progress=False, log=lambda *_: None)
+    for f in ("config.yaml", "model.safetensors", "model.yaml", "standardizer.json", "features.json", "data.json",
+              "versions.json", "history.csv", "metrics.json", "predictions/dev.csv", "predictions/test.csv"):
+        assert (run / f).exists(), f
+    assert json.loads((run / "metrics.json").read_text()) == metrics
+    assert metrics["dev"]["mean_pearson"] > 0.3, "the generated targets are learnable"
+    # independent check of the stored metric: scipy on the written predictions and the labels
+    labels = pd.read_csv(data / "labels.csv").set_index("id")
+    pred = pd.read_csv(run / "predictions" / "dev.csv").set_index("video_id")
+    assert len(pred) == (labels["split"] == "dev").sum()
+    rs = [pearsonr(pred[e], labels.loc[pred.index, e])[0] for e in REACTION_EMOTIONS]
+    assert metrics["dev"]["mean_pearson"] == pytest.approx(np.mean(rs), abs=1e-5)
+    hist = pd.read_csv(run / "history.csv")
+    assert list(hist["epoch"]) == list(range(1, 9)) and "dev_mean_pearson" in hist
+
+
+def test_standardizer_is_fitted_on_train_only(data, tmp_path):
+    run = tmp_path / "run"
+    train(data / "labels.csv", data / "store", _cfg(epochs=1), run, progress=False, log=lambda *_: None)
+    std = json.loads((run / "standardizer.json").read_text())["modalities"]["visual"]
+    store = FeatureStore(data / "store")
+    labels = pd.read_csv(data / "labels.csv")
+    key = store.keys_for("generated_visual")[0]
+    rows = [store.get(v, key) for v in labels.loc[labels["split"] == "train", "id"]]
+    x = np.concatenate([fs.values[fs.valid] for fs in rows]).astype(np.float64)
+    np.testing.assert_allclose(std["mean"], x.mean(0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(std["std"], x.std(0), rtol=1e-4)
+
+
+def test_interrupted_run_resumes_to_identical_weights(data, tmp_path):
+    from safetensors.torch import load_file
+
+    cfg = _cfg(epochs=4, model="viper_small")
+    train(data / "labels.csv", data / "store", cfg, tmp_path / "a", progress=False, log=lambda *_: None)
+    assert train(data / "labels.csv", data / "store", cfg, tmp_path / "b", progress=False, stop_after=2,
+                 log=lambda *_: None) == {}
+    assert not (tmp_path / "b" / "metrics.json").exists()
+    train(data / "labels.csv", data / "store", cfg, tmp_path / "b", progress=False, log=lambda *_: None)
+    wa, wb = load_file(tmp_path / "a" / "model.safetensors"), load_file(tmp_path / "b" / "model.safetensors")
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        torch.testing.assert_close(wa[k], wb[k], rtol=0, atol=0)
+    state = torch.load(tmp_path / "b" / "checkpoints" / "last.pt", weights_only=True)  # no pickled objects
+    assert state["epoch"] == 3
+
+
+def test_run_folder_refuses_another_config(data, tmp_path):
+    train(data / "labels.csv", data / "store", _cfg(epochs=1), tmp_path / "r", progress=False, log=lambda *_: None)
+    with pytest.raises(ValueError, match="different configuration.*lr"):
+        train(data / "labels.csv", data / "store", _cfg(epochs=1, lr=1e-2), tmp_path / "r", progress=False)
+
+
+def test_ema_clip_and_mse_ce_give_sigmoid_predictions(data, tmp_path):
+    cfg = _cfg(model="abaw5_eri_small", loss="mse_ce", ema_decay=0.9, grad_clip=0.1, optimizer="adam", epochs=2)
+    metrics = train(data / "labels.csv", data / "store", cfg, tmp_path / "r", progress=False, log=lambda *_: None)
+    pred = pd.read_csv(tmp_path / "r" / "predictions" / "dev.csv")
+    vals = pred[list(REACTION_EMOTIONS)].to_numpy()
+    assert ((vals > 0) & (vals < 1)).all()
+    assert np.isfinite(metrics["dev"]["mean_pearson"])
+
+
+def test_load_run_and_evaluate_reproduce_the_metrics(data, tmp_path):
+    run = tmp_path / "r"
+    metrics = train(data / "labels.csv", data / "store", _cfg(epochs=2), run, progress=False, log=lambda *_: None)
+    loaded = load_run(run)
+    assert loaded.task.name == "reaction" and loaded.model.input_dims == {"visual": 12, "audio": 8}
+    again = evaluate(run, split="test")
+    assert again == pytest.approx(metrics["test"], abs=1e-6)
+    with pytest.raises(ValueError, match="no split 'holdout'"):
+        evaluate(run, split="holdout")
+
+
+def test_several_seeds_mean_std_and_ensemble(data, tmp_path):
+    from affectfuse.training.multi import train_seeds
+
+    s = train_seeds(data / "labels.csv", data / "store", _cfg(epochs=2), tmp_path / "m", seeds=[1, 2],
+                    progress=False, log=lambda *_: None)
+    per = [s["per_seed"][k]["dev"]["mean_pearson"] for k in ("1", "2")]
+    assert s["mean"]["dev"]["mean_pearson"] == pytest.approx(np.mean(per))
+    assert s["std"]["dev"]["mean_pearson"] == pytest.approx(np.std(per))
+    assert per[0] != per[1], "different seeds give different runs"
+    assert "dev" in s["ensemble"] and np.isfinite(s["ensemble"]["dev"]["mean_pearson"])
+    assert (tmp_path / "m" / "seed_1" / "model.safetensors").exists()
+
+
+def test_videos_missing_from_the_store_are_reported_not_fatal(data, tmp_path):
+    lab = pd.read_csv(data / "labels.csv")
+    extra = lab.iloc[:1].copy()
+    extra["id"] = "not_extracted"
+    pd.concat([lab, extra]).to_csv(tmp_path / "labels.csv", index=False)
+    logs = []
+    train(tmp_path / "labels.csv", data / "store", _cfg(epochs=1), tmp_path / "r", progress=False, log=logs.append)
+    assert any("not_extracted" in line for line in logs)
+
+
+def test_cli_train_and_evaluate(data, tmp_path, capsys):
+    from affectfuse.cli import main
+
+    rc = main(["train", "--task", "reaction", "--labels", str(data / "labels.csv"), "--features", str(data / "store"),
+               "--modalities", "visual=generated_visual,generated_audio", "--model", "early_fusion_small",
+               "--epochs", "1", "--out", str(tmp_path / "r"), "--quiet"])
+    assert rc == 0
+    out = json.loads(capsys.readouterr().out)
+    assert "mean_pearson" in out["dev"]
+    cfg = (tmp_path / "r" / "config.yaml").read_text()
+    assert "generated_audio" in cfg and "visual: generated_visual" in cfg
+    assert main(["evaluate", str(tmp_path / "r"), "--split", "dev"]) == 0
+    rc = main(["train", "--task", "reaction", "--labels", str(data / "labels.csv"), "--features", str(data / "store"),
+               "--modalities", "nonexistent", "--out", str(tmp_path / "x")])
+    assert rc == 2
+    assert "nonexistent" in capsys.readouterr().err
