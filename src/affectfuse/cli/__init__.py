@@ -17,13 +17,13 @@ import argparse
 import sys
 from typing import Sequence
 
-from affectfuse.cli import _extract, _info, _train
+from affectfuse.cli import _extract, _info, _predict, _train
 
 COMMANDS = {
     "extract": _extract,
     "train": _train.train_cmd,
     "evaluate": _train.evaluate_cmd,
-    "predict": _train.predict_cmd,
+    "predict": _predict.predict_cmd,
     "store": _info.store_cmd,
     "extractors": _info.extractors_cmd,
     "models": _info.models_cmd,

@@ -108,7 +108,7 @@ def _add(sub, name, help_text, conf, run):
 
 # -- evaluate -------------------------------------------------------------------------------------
 def _eval_conf(p):
-    p.add_argument("run", help="run folder")
+    p.add_argument("run_dir", metavar="RUN", help="run folder")
     p.add_argument("--split", default="test")
     p.add_argument("--labels", help="labels (default: the ones the run was trained with)")
     p.add_argument("--features", help="feature store (default: the one the run was trained with)")
@@ -117,34 +117,10 @@ def _eval_conf(p):
 def _eval_run(args) -> int:
     from affectfuse.training import evaluate
 
-    m = evaluate(args.run, split=args.split, labels=args.labels, store=args.features)
+    m = evaluate(args.run_dir, split=args.split, labels=args.labels, store=args.features)
     print(json.dumps({args.split: m}, indent=1))
     return 0
 
 
 evaluate_cmd = SimpleNamespace(add_parser=lambda sub, name: _add(sub, name, "evaluate a run on a split", _eval_conf,
                                                                    _eval_run))
-
-
-# -- predict --------------------------------------------------------------------------------------
-def _predict_conf(p):
-    p.add_argument("videos", nargs="+", help="video files, folders or lists")
-    p.add_argument("--run", required=True, help="a run folder from `affectfuse train`")
-    p.add_argument("--out", default="predictions.csv", help="CSV file")
-    p.add_argument("--features", help="feature store to extract into and keep (default: temporary)")
-    p.add_argument("--workers", type=int, default=1)
-    p.add_argument("--quiet", action="store_true")
-
-
-def _predict_run(args) -> int:
-    from affectfuse.inference.predictor import predict_videos
-
-    _, report = predict_videos(args.videos, args.run, args.out, features=args.features, workers=args.workers,
-                               progress=not args.quiet, log=_log)
-    if report.failed or report.warnings:
-        print(report.text())
-    return 1 if report.failed else 0
-
-
-predict_cmd = SimpleNamespace(add_parser=lambda sub, name: _add(sub, name, "predict emotions of videos", _predict_conf,
-                                                                  _predict_run))

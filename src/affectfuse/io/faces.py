@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Iterator
 
@@ -173,21 +174,28 @@ class FaceDetector:
     def __init__(self, **params: Any) -> None:
         self.params = dict(params)
         self._model: Any = None
+        self._pid: int | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------
     def load(self) -> "FaceDetector":
-        """Build the model now (it is otherwise built on the first :meth:`detect`). Returns self."""
-        if self._model is None:
+        """Build the model now (it is otherwise built on the first :meth:`detect`). Returns self.
+
+        A model loaded in another process (an instance inherited through ``fork``) is rebuilt, since
+        native graphs and their threads do not survive a fork.
+        """
+        if self._model is None or self._pid != os.getpid():
             self._model = self._load()
+            self._pid = os.getpid()
         return self
 
     @property
     def loaded(self) -> bool:
-        return self._model is not None
+        return self._model is not None and self._pid == os.getpid()
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_model"] = None  # native handles (MediaPipe graphs) do not pickle; workers reload
+        state["_pid"] = None
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
