@@ -39,7 +39,8 @@ from affectfuse.extractors.base import Extractor, ExtractorInput, create_extract
 from affectfuse.features.store import FeatureStore
 from affectfuse.types import AudioFragments, FeatureSet, FrameBatch, VideoInfo
 
-__all__ = ["ExtractConfig", "ExtractReport", "extract", "list_inputs", "DEFAULT_EXTRACTORS", "VIDEO_EXTENSIONS"]
+__all__ = ["ExtractConfig", "ExtractReport", "extract", "list_inputs", "expand_extractors", "DEFAULT_EXTRACTORS",
+           "EXTRACTOR_SETS", "VIDEO_EXTENSIONS"]
 
 VIDEO_EXTENSIONS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv", ".3gp", ".ts"}
 AUDIO_EXTENSIONS = {".wav", ".mp3", ".m4a", ".flac", ".ogg", ".aac", ".opus"}
@@ -47,6 +48,40 @@ MEDIA_EXTENSIONS = VIDEO_EXTENSIONS | AUDIO_EXTENSIONS
 
 #: The offline default set: every one ships its weights in a registry package (see README).
 DEFAULT_EXTRACTORS: tuple[str, ...] = ("mobilenetv2_imagenet", "faceapi_expression", "resemblyzer_ge2e")
+
+#: Named sets of extractors usable wherever an extractor name is: name → [(extractor, params, modality)].
+#: ``viper-offline`` is ViPER's four streams made only of weights that registry packages ship: the face crop's
+#: face-api expression probabilities + 256-d face feature (visual), face-mesh geometry standing in for action units
+#: (fau), the caption chosen from the expression probabilities and encoded with all-MiniLM-L6-v2 (text), and a GE2E
+#: voice embedding of the audio fragment centred on each frame (audio).
+EXTRACTOR_SETS: dict[str, list[tuple[str, dict[str, Any], str]]] = {
+    "viper-offline": [
+        ("faceapi_expression", {"output": "both"}, "visual"),
+        ("facemesh_geometry", {}, "fau"),
+        ("caption_offline", {}, "text"),
+        ("resemblyzer_ge2e", {}, "audio"),
+    ],
+}
+
+
+def expand_extractors(names: Iterable[str], params: dict[str, dict[str, Any]] | None = None
+                      ) -> list[tuple[str, dict[str, Any], str | None]]:
+    """Extractor names (and set names) → [(extractor name, creation parameters, modality or None)].
+
+    Parameters given for an extractor by name override a set's defaults.
+
+    Raises:
+        ValueError: an extractor appears twice.
+    """
+    params = params or {}
+    out: list[tuple[str, dict[str, Any], str | None]] = []
+    for n in names:
+        members = EXTRACTOR_SETS.get(n, [(n, {}, None)])
+        for name, p, modality in members:
+            if any(name == o[0] for o in out):
+                raise ValueError(f"extractor {name!r} is named twice (directly or through a set such as {n!r})")
+            out.append((name, {**p, **params.get(name, {})}, modality))
+    return out
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -109,7 +144,7 @@ class ExtractConfig:
             raise ValueError(f"ExtractConfig.face_select must be 'largest' or 'score', got {self.face_select!r}")
         if self.workers < 0 or self.batch_rows < 1 or self.window < 1 or self.max_side < 32:
             raise ValueError("ExtractConfig: workers >= 0, batch_rows >= 1, window >= 1, max_side >= 32 expected")
-        unknown = set(self.extractor_params) - set(self.extractors)
+        unknown = set(self.extractor_params) - {n for n, _, _ in expand_extractors(self.extractors)}
         if unknown:
             raise ValueError(f"ExtractConfig.extractor_params names extractors not in extractors: {sorted(unknown)}")
         return self
@@ -312,17 +347,9 @@ def _detector(name: str):
 
 def _letterbox(pixels: np.ndarray, size: int) -> np.ndarray:
     """Whole frames resized to (size, size), aspect kept, black bars. (N,H,W,3) → (N,size,size,3)."""
-    import cv2
+    from affectfuse.io.faces import letterbox
 
-    out = np.zeros((len(pixels), size, size, 3), np.uint8)
-    for i, img in enumerate(pixels):
-        h, w = img.shape[:2]
-        s = size / max(h, w)
-        nh, nw = max(int(round(h * s)), 1), max(int(round(w * s)), 1)
-        r = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
-        y, x = (size - nh) // 2, (size - nw) // 2
-        out[i, y : y + nh, x : x + nw] = r
-    return out
+    return np.stack([letterbox(img, size) for img in pixels]) if len(pixels) else np.zeros((0, size, size, 3), np.uint8)
 
 
 def _prepare_frames(prep: _Prepared, frames: FrameBatch, plan: _Plan, path: Path, info: VideoInfo,
@@ -516,7 +543,8 @@ class _Runner:
                                          self.params[ex.name], "").key for ex in extractors}
         for ex in extractors:
             ident = {**ex.identity(), "params": self.params[ex.name], "key": self.keys[ex.name],
-                     "create_kwargs": cfg.extractor_params.get(ex.name, {}), "sampling": self.params[ex.name]["sampling"]}
+                     "create_kwargs": getattr(ex, "create_kwargs", cfg.extractor_params.get(ex.name, {})),
+                     "sampling": self.params[ex.name]["sampling"]}
             store.register(self.keys[ex.name], ident)
         report.keys = dict(self.keys)
 
@@ -691,7 +719,13 @@ def extract(
     if not isinstance(store, FeatureStore):
         store = FeatureStore(store, dtype="float16" if cfg.float16 else "float32")
     if extractors is None:
-        extractors = [create_extractor(n, **cfg.extractor_params.get(n, {})) for n in cfg.extractors]
+        extractors = []
+        for name, params, modality in expand_extractors(cfg.extractors, cfg.extractor_params):
+            ex = create_extractor(name, **params)
+            ex.create_kwargs = params
+            if modality:
+                ex.modality = modality  # the stream this extractor feeds in a named set
+            extractors.append(ex)
     plan = _plan(extractors, cfg)
     report = ExtractReport()
     runner = _Runner(extractors, store, cfg, report)

@@ -13,6 +13,8 @@ single-modality version (the same model trained and tested with batches carrying
 from __future__ import annotations
 
 import pytest
+
+pytestmark = pytest.mark.slow
 import torch
 
 from affectfuse.models import create_model
@@ -22,7 +24,7 @@ from ._helpers import REGRESSION_1, behavioural_models
 
 T, DV, DA, EVENT = 12, 6, 4, 2
 DIMS = {"visual": DV, "audio": DA}
-STEPS, BATCH, LR = 250, 64, 3e-3
+STEPS, BATCH, LR = 300, 32, 1e-3
 
 
 def make_data(n: int, seed: int):

@@ -260,7 +260,7 @@ class MediaPipeDetector(FaceDetector):
     name = "mediapipe"
     n_points = 6
 
-    def __init__(self, model: str = "auto", min_score: float = 0.5, fallback_min_score: float = 0.75) -> None:
+    def __init__(self, model: str = "auto", min_score: float = 0.7, fallback_min_score: float = 0.75) -> None:
         if model not in ("full", "short", "auto"):
             raise ValueError(f"mediapipe face detector: model must be 'full', 'short' or 'auto'; got {model!r}")
         for k, v in (("min_score", min_score), ("fallback_min_score", fallback_min_score)):

