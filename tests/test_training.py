@@ -144,3 +144,17 @@ def test_cli_train_and_evaluate(data, tmp_path, capsys):
                "--modalities", "nonexistent", "--out", str(tmp_path / "x")])
     assert rc == 2
     assert "nonexistent" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("recipe", sorted(__import__("glob").glob(str(__import__("pathlib").Path(__file__).parents[1] / "recipes" / "*.yaml"))))
+def test_recipes_load_and_name_real_models_tasks_and_losses(recipe):
+    from affectfuse._config import from_yaml
+    from affectfuse.models import list_models
+    from affectfuse.tasks.losses import LOSSES
+    from affectfuse.tasks.spec import TASKS
+
+    cfg = from_yaml(TrainConfig, recipe)
+    assert cfg.model in list_models() and cfg.task in TASKS
+    assert (cfg.loss or TASKS[cfg.task].loss) in LOSSES
+    text = open(recipe).read()
+    assert "Reported" in text, "each recipe quotes the paper's numbers"

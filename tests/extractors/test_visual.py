@@ -309,6 +309,8 @@ def test_timm_rejects_bad_names_and_mismatched_checkpoints(weight_files, tmp_pat
         create_extractor("timm", model="test_resnet", checkpoint=str(tmp_path / "nope.pth"))
     with pytest.raises(ValueError, match="not both"):
         create_extractor("timm", model="test_resnet", pretrained=True, checkpoint=str(weight_files["timm"]))
+    with pytest.raises(ValueError, match="pretrained must be True or False"):
+        create_extractor("timm", model="test_resnet", pretrained="false")
     with pytest.raises(ValueError, match="RegNet"):
         create_extractor("regnet", model="resnet50")
 

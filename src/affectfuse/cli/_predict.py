@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 
@@ -17,23 +18,66 @@ def _add(sub, name, help_text, conf, run):
 
 
 # -- predict --------------------------------------------------------------------------------------
+_OFFLINE_ONLY = ("json", "report", "fps")
+
+
 def _predict_conf(p):
     p.add_argument("videos", nargs="+", help="video files, folders or lists")
-    p.add_argument("--run", required=True, help="a run folder from `affectfuse train`")
+    # dest is not "run": `set_defaults(run=...)` holds the command function under that name
+    p.add_argument("--run", dest="run_dir", default=None,
+                   help="a run folder from `affectfuse train`; without it, the offline default scores facial "
+                        "expressions per frame (MediaPipe faces + face-api expression net, no training needed)")
     p.add_argument("--out", default="predictions.csv", help="CSV file")
-    p.add_argument("--features", help="feature store to extract into and keep (default: temporary)")
+    p.add_argument("--features", help="feature store to extract into and keep (default: temporary; with --run)")
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--quiet", action="store_true")
+    p.add_argument("--json", action="store_true",
+                   help="offline default: also write OUT.json (per video: summary and frames)")
+    p.add_argument("--report", metavar="DIR", default=None, help="offline default: write an HTML/plot report to DIR")
+    p.add_argument("--fps", type=float, default=None, help="offline default: sampled frames per second (default 5)")
 
 
 def _predict_run(args) -> int:
+    if args.run_dir is None:
+        return _predict_offline(args)
+    given = [f"--{o}" for o in _OFFLINE_ONLY if getattr(args, o) not in (None, False)]
+    if given:
+        raise ValueError(f"{', '.join(given)} apply to the offline default (predict without --run); "
+                         "with --run the predictions go to --out only")
     from affectfuse.inference.predictor import predict_videos
 
-    _, report = predict_videos(args.videos, args.run, args.out, features=args.features, workers=args.workers,
+    _, report = predict_videos(args.videos, args.run_dir, args.out, features=args.features, workers=args.workers,
                                progress=not args.quiet, log=_log)
     if report.failed or report.warnings:
         print(report.text())
     return 1 if report.failed else 0
+
+
+def _predict_offline(args) -> int:
+    if args.features:
+        raise ValueError("--features applies to predicting with a trained run (--run RUN); the offline default "
+                         "keeps no feature store")
+    from affectfuse.inference.offline import format_summary, predict_offline, write_outputs
+
+    fps = 5.0 if args.fps is None else args.fps
+    frames, summary, failures = predict_offline(args.videos, fps=fps, workers=args.workers,
+                                                progress=not args.quiet)
+    written = write_outputs(frames, summary, failures, args.out, json_out=args.json, fps=fps)
+    if args.report:
+        from affectfuse.reporting import prediction_report
+
+        from affectfuse.inference.offline import OFFLINE_CLASSES
+
+        written.append(prediction_report(frames, Path(args.report), summary=summary,
+                                         title="affectfuse predict: facial expressions (offline default)",
+                                         value_columns=list(OFFLINE_CLASSES)))
+    if len(summary):
+        print(format_summary(summary))
+    for f in failures:
+        print(f"FAILED {f.video_id}: {f.message}", file=sys.stderr)
+    _log(f"scored {len(summary)} video(s) ({len(frames)} frames), {len(failures)} failed; wrote "
+         + ", ".join(str(w) for w in written))
+    return 1 if failures else 0
 
 
 predict_cmd = SimpleNamespace(add_parser=lambda sub, name: _add(sub, name, "predict emotions of videos", _predict_conf,

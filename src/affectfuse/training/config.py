@@ -82,8 +82,6 @@ class TrainConfig:
     max_steps_per_epoch: int | None = None
 
     def validate(self) -> "TrainConfig":
-        if not self.modalities:
-            raise ValueError("TrainConfig.modalities: name at least one modality → extractor (e.g. visual=vit_cls)")
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
             raise ValueError(f"TrainConfig: epochs >= 1, batch_size >= 1, lr > 0 expected; got {self.epochs}, "
                              f"{self.batch_size}, {self.lr}")

@@ -274,6 +274,9 @@ def train(labels: Labels | str | Path, store: FeatureStore | str | Path, config:
         metrics per split (also in ``out/metrics.json``).
     """
     cfg = config.validate()
+    if not cfg.modalities:
+        raise ValueError("TrainConfig.modalities: name at least one modality → extractor (e.g. visual=vit_cls); "
+                         "recipes leave it to --modalities")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     labels_src = None if isinstance(labels, Labels) else str(Path(labels).resolve())

@@ -73,6 +73,8 @@ class TimmBackboneBase(TorchExtractor):
     ) -> None:
         if input not in ("face", "frame"):
             raise ValueError(f"{self.name}: input must be 'face' or 'frame', got {input!r}")
+        if not isinstance(pretrained, bool):
+            raise ValueError(f"{self.name}: pretrained must be True or False, got {pretrained!r}")
         if pretrained and weights is not None:
             raise ValueError(f"{self.name}: pass either pretrained=True or a local weights file, not both")
         check_dtype(dtype)
