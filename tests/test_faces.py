@@ -368,3 +368,21 @@ def test_detect_then_crop_real_face(detectors, astronaut):
     cx, cy = (d.boxes[0, 0] + d.boxes[0, 2]) / 2, (d.boxes[0, 1] + d.boxes[0, 3]) / 2
     assert abs(cx - 112) < 20 and abs(cy - 112) < 25
     assert isinstance(d, Detections)
+
+
+def _detect_in_worker(det: FaceDetector, pixels: np.ndarray) -> tuple[bool, np.ndarray]:
+    was_loaded = det.loaded
+    return was_loaded, det.detect(pixels)[0].boxes
+
+
+def test_loaded_detector_works_in_a_worker_process(detectors, astronaut):
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    det = detectors("default")
+    here = det.detect(astronaut[None])[0].boxes
+    assert det.loaded
+    with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as ex:
+        was_loaded, there = ex.submit(_detect_in_worker, det, astronaut[None]).result(timeout=120)
+    assert not was_loaded  # arrived without the parent's graph, loaded its own
+    np.testing.assert_allclose(there, here, atol=1e-3)

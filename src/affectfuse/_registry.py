@@ -43,7 +43,19 @@ class Registry:
             ) from None
 
     def create(self, name: str, **kwargs: Any) -> Any:
-        return self.get(name)(**kwargs)
+        """Call the factory registered as ``name``; an unexpected keyword names the accepted ones."""
+        factory = self.get(name)
+        try:
+            return factory(**kwargs)
+        except TypeError as e:
+            if "unexpected keyword argument" not in str(e):
+                raise
+            import inspect
+
+            target = factory.__init__ if inspect.isclass(factory) else factory
+            accepted = [p.name for p in inspect.signature(target).parameters.values()
+                        if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name != "self"]
+            raise TypeError(f"{self.kind} {name!r}: {e}; accepted parameters: {', '.join(accepted)}") from None
 
     def names(self, pattern: str = "*") -> list[str]:
         return sorted(fnmatch.filter(self._factories, pattern))

@@ -55,7 +55,8 @@ def _log(msg: str) -> None:
 def _train_conf(p: argparse.ArgumentParser) -> None:
     p.add_argument("--task", required=True, help="reaction / va / expr / group, or generic (from the labels CSV)")
     p.add_argument("--labels", required=True, help="labels file or folder (ViPER data_info.csv, MuSe, Aff-Wild2, VGAF, CSV)")
-    p.add_argument("--features", required=True, help="feature store folder")
+    p.add_argument("--features", help="feature store folder (feature-based models)")
+    p.add_argument("--videos", help="video folder or list (end-to-end models: --modalities pixels,waveform)")
     p.add_argument("--modalities", help="comma list: extractor names / keys / modality=extractor (default: all)")
     p.add_argument("--model", default=None, help="registered model (affectfuse models); default viper_small")
     p.add_argument("--config", help="YAML with TrainConfig fields, e.g. recipes/viper_reaction.yaml")
@@ -74,11 +75,22 @@ def _train_run(args: argparse.Namespace) -> int:
     from affectfuse.features.store import FeatureStore
     from affectfuse.training import TrainConfig, train
 
+    from affectfuse.data.raw import RAW_MODALITIES
+
     base = from_yaml(TrainConfig, Path(args.config)) if args.config else TrainConfig()
-    store = FeatureStore(args.features, create=False)
     over: dict[str, Any] = {"task": args.task}
-    if args.modalities or not base.modalities:
-        over["modalities"] = resolve_modalities(store, args.modalities)
+    raw_mods = [m.strip() for m in (args.modalities or "").split(",") if m.strip()]
+    if raw_mods and set(raw_mods) <= set(RAW_MODALITIES):
+        if not args.videos:
+            raise ValueError(f"--modalities {','.join(raw_mods)} are raw inputs: pass --videos DIR")
+        store = None
+        over["modalities"] = {m: "raw" for m in raw_mods}
+    else:
+        if not args.features:
+            raise ValueError("pass --features STORE (or --videos with --modalities pixels,waveform for end-to-end models)")
+        store = FeatureStore(args.features, create=False)
+        if args.modalities or not base.modalities:
+            over["modalities"] = resolve_modalities(store, args.modalities)
     for k in ("model", "epochs", "batch_size", "lr", "seed", "device"):
         if getattr(args, k, None) is not None:
             over[k] = getattr(args, k)
@@ -91,7 +103,7 @@ def _train_run(args: argparse.Namespace) -> int:
         summary = train_seeds(args.labels, store, cfg, args.out, seeds=seeds, progress=not args.quiet, log=_log)
         print(json.dumps(summary, indent=1))
         return 0
-    metrics = train(args.labels, store, cfg, args.out, progress=not args.quiet, log=_log)
+    metrics = train(args.labels, store, cfg, args.out, videos=args.videos, progress=not args.quiet, log=_log)
     print(json.dumps(metrics, indent=1))
     return 0
 

@@ -364,7 +364,7 @@ def import_features(src: str | Path, *, modality: str, store: FeatureStore | str
                 unit = _unit_from_name(lay.columns[lay.time_col]) or _unit_from_steps(raw_t)
             u = unit or "s"
             times = raw_t / 1000.0 if u == "ms" else raw_t.astype(np.float64)
-            report.time_unit = report.time_unit or u
+            report.time_unit = unit or report.time_unit or u
             if n > 1 and np.any(np.diff(times) < 0):
                 warn.append("times are not sorted")
         else:

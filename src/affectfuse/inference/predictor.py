@@ -94,6 +94,19 @@ def predict_videos(videos: Iterable[str | Path], run: str | Path | Run, out_csv:
     """
     run = run if isinstance(run, Run) else load_run(run)
     pairs = list_inputs(list(videos))
+    if run.is_raw:  # end-to-end model: frames and audio decoded per clip, no feature extraction
+        from affectfuse.training.loop import _raw_dataset
+
+        ds = _raw_dataset(run.config, None, dict(pairs), run.model, None, task=run.task,
+                          video_ids=[v for v, _ in pairs])
+        report = ExtractReport()
+        for line in ds.report:
+            vid = line.split(":", 1)[0]
+            report.failed.append((vid, "raw", line))
+        res = predict_dataset(run.model, ds, act=run.activation)
+        _write_predictions(Path(out_csv), run.task, res)
+        log(f"wrote {len(res['preds'])} prediction rows for {len(ds)} video(s) to {out_csv}")
+        return res, report
     tmp = None
     if features is None:
         tmp = tempfile.TemporaryDirectory(prefix="affectfuse-predict-")

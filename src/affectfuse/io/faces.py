@@ -42,9 +42,9 @@ Why this default: on every real photo and video frame the "auto" MediaPipe finds
 5-14x less CPU (about 0.25 s for the 32 frames of a clip instead of 1.1-3.3 s). The full-range model
 alone misses a profile portrait (``45-m7-di-ph.jpg``) and close-up video frames; the short-range model
 alone misses the smaller faces of ``multi_face.jpg``; "auto" gets both. Both MediaPipe models fire on
-the blurry title card of the ``.mov`` clips with scores 0.60-0.69, while real faces scored 0.78-0.97
-(one full-range frame of Wolfgang at 0.69, which the short-range fallback then finds at 0.94), hence
-``min_score=0.7``. The price is paid on the upscaled 25-px LFW faces (86 instead of 96 framed); use
+the blurry title card of the ``.mov`` clips (full-range scores 0.60-0.69); real faces scored 0.69-0.97
+with the full-range model (the Wolfgang frame at 0.69 and the one it missed are then found by
+the short-range fallback at 0.92 and 0.94) and 0.88-0.98 with the short-range model on close-ups, hence ``min_score=0.7``. The price is paid on the upscaled 25-px LFW faces (86 instead of 96 framed); use
 ``min_score=0.5`` for tiny, low-resolution faces, or ``"mtcnn"`` where accuracy matters more than time.
 Every detector uses one CPU thread: MediaPipe's XNNPACK runs on one core (CPU time equals wall time),
 MTCNN sets torch to ``num_threads=1`` only while it runs.
@@ -59,7 +59,7 @@ import contextlib
 import math
 import os
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -261,8 +261,8 @@ class MediaPipeDetector(FaceDetector):
             detections below 0.5 themselves and ignore ``min_detection_confidence`` (checked: 0.1 and 0.95
             give the same detections), so the filter is applied here and values below 0.5 act as 0.5.
         fallback_min_score: (``"auto"`` only) the stricter threshold for the short-range fallback. Real
-            faces that only the short-range model found scored 0.89-0.94 here; its false positives on
-            face-less cartoon frames scored 0.60-0.68.
+            faces that only the short-range model found scored 0.92-0.94 here; its false positives
+            (a cartoon title frame, an LFW non-face) 0.55-0.61.
 
     Each image is processed independently (no tracking between frames). MediaPipe runs its TFLite
     model with XNNPACK on one core.

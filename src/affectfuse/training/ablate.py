@@ -30,7 +30,7 @@ from affectfuse.tasks.spec import TaskSpec, get_task
 from affectfuse.training.config import TrainConfig
 from affectfuse.training.loop import train
 
-__all__ = ["ablate", "combinations", "main_metric", "finished_metrics", "train_or_reuse", "CHECK", "NO_CHECK"]
+__all__ = ["ablate", "combinations", "main_metric", "finished_metrics", "train_or_reuse", "to_markdown", "CHECK", "NO_CHECK"]
 
 CHECK, NO_CHECK = "✓", "-"
 

@@ -48,6 +48,8 @@ class TrainConfig:
         dev_split: split used for model selection and early stopping.
         select_metric: metric that selects the best epoch; None = the task's first metric.
         max_steps_per_epoch: cap on optimiser steps per epoch (None = the whole split).
+        raw_frames: end-to-end models (modalities ``pixels`` / ``waveform``): frames per clip (paper: 8).
+        raw_max_seconds: end-to-end models: audio seconds kept per clip.
     """
 
     task: str = "reaction"
@@ -80,6 +82,8 @@ class TrainConfig:
     dev_split: str = "dev"
     select_metric: str | None = None
     max_steps_per_epoch: int | None = None
+    raw_frames: int = 8
+    raw_max_seconds: float | None = 10.0
 
     def validate(self) -> "TrainConfig":
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:

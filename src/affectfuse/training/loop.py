@@ -37,6 +37,7 @@ from affectfuse._config import from_yaml, make_config, to_dict, to_yaml
 from affectfuse._versions import versions
 from affectfuse.data.dataset import FeatureDataset, Standardizer, collate
 from affectfuse.data.labels import Labels, load_labels
+from affectfuse.data.raw import RAW_MODALITIES, RawVideoDataset, collate_raw
 from affectfuse.features.store import FeatureStore
 from affectfuse.models import create_model
 from affectfuse.tasks.losses import create_loss
@@ -106,7 +107,7 @@ class EMA:
 
 
 @torch.no_grad()
-def predict_dataset(model: torch.nn.Module, ds: FeatureDataset, *, batch_size: int = 64, act: str = "none",
+def predict_dataset(model: torch.nn.Module, ds: "FeatureDataset | RawVideoDataset", *, batch_size: int = 64, act: str = "none",
                     device: torch.device | None = None) -> dict[str, Any]:
     """Predictions of a model over a dataset, one row per clip (clip level) or per labelled frame.
 
@@ -116,7 +117,8 @@ def predict_dataset(model: torch.nn.Module, ds: FeatureDataset, *, batch_size: i
     """
     device = device or next(model.parameters()).device
     model.eval()
-    loader = torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=False, collate_fn=collate)
+    loader = torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=False,
+                                         collate_fn=getattr(ds, "collate_fn", collate))
     preds, targets, masks, vids, frames, times = [], [], [], [], [], []
     frame_level = ds.task.resolution == "frame"
     for batch in loader:
@@ -215,6 +217,11 @@ class Run:
     def activation(self) -> str:
         return _activation(self.config, self.task)
 
+    @property
+    def is_raw(self) -> bool:
+        """An end-to-end run on raw frames / waveforms (no feature store)."""
+        return all(f.get("identity", {}).get("raw") for f in self.features.values())
+
 
 def _save_weights(model: torch.nn.Module, path: Path) -> None:
     from safetensors.torch import save_model
@@ -255,15 +262,17 @@ def load_run(path: str | Path, *, device: str = "cpu") -> Run:
     return Run(run, cfg, task, model, std, json.loads((run / "features.json").read_text()), data)
 
 
-def train(labels: Labels | str | Path, store: FeatureStore | str | Path, config: TrainConfig, out: str | Path, *,
-          progress: bool = True, resume: bool = True, stop_after: int | None = None,
+def train(labels: Labels | str | Path, store: FeatureStore | str | Path | None, config: TrainConfig, out: str | Path, *,
+          videos: str | Path | None = None, progress: bool = True, resume: bool = True, stop_after: int | None = None,
           log=print) -> dict[str, dict[str, float]]:
     """Train a model on stored features, keep the best epoch by the dev metric, evaluate every split.
 
     Args:
         labels: a :class:`Labels` or a label file / folder (see :func:`affectfuse.data.labels.load_labels`).
-        store: a :class:`FeatureStore` or its folder.
+        store: a :class:`FeatureStore` or its folder (None for end-to-end models on raw video).
         config: the :class:`TrainConfig`.
+        videos: end-to-end models (modalities ``pixels`` / ``waveform``): the folder or list of the labelled
+            videos; frames and audio are decoded per sample.
         out: the run folder (see the module docstring).
         progress: show a progress bar.
         resume: continue from ``out/checkpoints/last.pt`` when it exists and the config is the same.
@@ -281,7 +290,11 @@ def train(labels: Labels | str | Path, store: FeatureStore | str | Path, config:
     out.mkdir(parents=True, exist_ok=True)
     labels_src = None if isinstance(labels, Labels) else str(Path(labels).resolve())
     lab = labels if isinstance(labels, Labels) else load_labels(labels, None if cfg.task == "generic" else cfg.task)
-    st = store if isinstance(store, FeatureStore) else FeatureStore(store, create=False)
+    raw = set(cfg.modalities) <= set(RAW_MODALITIES)
+    if raw and videos is None:
+        raise ValueError(f"modalities {sorted(cfg.modalities)} are raw inputs of end-to-end models: pass the videos "
+                         f"(--videos DIR)")
+    st = None if raw else (store if isinstance(store, FeatureStore) else FeatureStore(store, create=False))
     task = _task_for(cfg, lab)
     if (out / "config.yaml").exists() and resume:
         old = from_yaml(TrainConfig, out / "config.yaml")
@@ -293,33 +306,40 @@ def train(labels: Labels | str | Path, store: FeatureStore | str | Path, config:
     device = _device(cfg.device)
 
     seed_everything(cfg.seed)
-    train_ds = FeatureDataset(st, lab, list(cfg.train_split), cfg.modalities, seq_len=cfg.seq_len)
-    if len(train_ds) == 0:
-        raise ValueError(f"no training samples: split {list(cfg.train_split)} of the labels has no video with features "
-                         f"for {cfg.modalities}; label report: {train_ds.report[:5]}")
-    std = Standardizer().fit(train_ds) if cfg.standardize else None
-    train_ds.standardizer = std
     splits = [s for s in lab.splits if s not in cfg.train_split]
-    eval_sets = {s: FeatureDataset(st, lab, s, cfg.modalities, seq_len=cfg.seq_len, standardizer=std) for s in splits}
+    overrides = dict(cfg.model_overrides)
+    if raw:
+        input_dims = {m: RAW_MODALITIES[m] for m in cfg.modalities}
+        model = _create(cfg, task, input_dims, overrides)
+        train_ds, eval_sets = _raw_datasets(cfg, lab, videos, model, splits)
+        std = None
+    else:
+        train_ds = FeatureDataset(st, lab, list(cfg.train_split), cfg.modalities, seq_len=cfg.seq_len)
+        std = Standardizer().fit(train_ds) if cfg.standardize and len(train_ds) else None
+        train_ds.standardizer = std
+        eval_sets = {s: FeatureDataset(st, lab, s, cfg.modalities, seq_len=cfg.seq_len, standardizer=std) for s in splits}
+        model = _create(cfg, task, train_ds.input_dims, overrides)
+    if len(train_ds) == 0:
+        raise ValueError(f"no training samples: split {list(cfg.train_split)} of the labels has no video with "
+                         f"{'a readable file' if raw else 'features'} for {cfg.modalities}; report: {train_ds.report[:5]}")
     dev_ds = eval_sets.get(cfg.dev_split)
     for name, ds in [("train", train_ds), *eval_sets.items()]:
         for line in ds.report[:20]:
             log(f"[data:{name}] {line}")
-
-    overrides = dict(cfg.model_overrides)
-    model = create_model(cfg.model, task=task, input_dims=train_ds.input_dims, **overrides)
-    if "backbone_lr_scale" in {f for f in getattr(model.config, "__dataclass_fields__", {})} and \
-            "backbone_lr_scale" not in overrides:
-        overrides["backbone_lr_scale"] = cfg.backbone_lr_scale
-        model = create_model(cfg.model, task=task, input_dims=train_ds.input_dims, **overrides)
     model.to(device)
     (out / "model.yaml").write_text(_yaml({"name": cfg.model, "task": _task_dict(task), "input_dims": train_ds.input_dims,
                                            "overrides": overrides, "config": to_dict(model.config)}))
-    (out / "features.json").write_text(json.dumps(
-        {m: {"key": k, "identity": _identity(st, k)} for m, k in train_ds.keys.items()}, indent=1, default=str))
+    if raw:
+        feats = {m: {"key": k, "identity": {"raw": True, "frames": cfg.raw_frames, "image_size": train_ds.image_size,
+                                            "sample_rate": train_ds.sample_rate, "max_seconds": cfg.raw_max_seconds}}
+                 for m, k in train_ds.keys.items()}
+    else:
+        feats = {m: {"key": k, "identity": _identity(st, k)} for m, k in train_ds.keys.items()}
+    (out / "features.json").write_text(json.dumps(feats, indent=1, default=str))
     if std is not None:
         (out / "standardizer.json").write_text(json.dumps(std.state_dict()))
-    (out / "data.json").write_text(json.dumps({"labels": labels_src, "store": str(st.path.resolve()),
+    (out / "data.json").write_text(json.dumps({"labels": labels_src, "store": None if st is None else str(st.path.resolve()),
+                                               "videos": None if videos is None else str(Path(videos).resolve()),
                                                "task": task.name, "train_videos": len(train_ds.video_ids),
                                                "splits": {s: len(d.video_ids) for s, d in eval_sets.items()},
                                                "label_report": lab.report[:200]}, indent=1))
@@ -369,10 +389,11 @@ def train(labels: Labels | str | Path, store: FeatureStore | str | Path, config:
                initial=start, total=cfg.epochs)
     for epoch in bar:
         t0 = time.time()
-        torch.manual_seed(cfg.seed * 100003 + epoch)  # data order and dropout of this epoch
+        seed_everything(cfg.seed * 100003 + epoch)  # data order, dropout (and numpy-driven SpecAugment) of this epoch
         gen = torch.Generator().manual_seed(cfg.seed * 100003 + epoch)
         loader = torch.utils.data.DataLoader(train_ds, batch_size=cfg.batch_size, shuffle=True, generator=gen,
-                                             collate_fn=collate, num_workers=cfg.num_workers, drop_last=False)
+                                             collate_fn=getattr(train_ds, "collate_fn", collate),
+                                             num_workers=cfg.num_workers, drop_last=False)
         model.train()
         total, steps = 0.0, 0
         for batch in loader:
@@ -432,6 +453,31 @@ def train(labels: Labels | str | Path, store: FeatureStore | str | Path, config:
     return _final_eval(out, lab, st, cfg, task, act, train_ds, eval_sets, device, log)
 
 
+def _create(cfg: TrainConfig, task: TaskSpec, input_dims: dict[str, int], overrides: dict[str, Any]):
+    """Create the model; models with pretrained backbones get the config's backbone learning-rate factor."""
+    model = create_model(cfg.model, task=task, input_dims=input_dims, **overrides)
+    if "backbone_lr_scale" in getattr(model.config, "__dataclass_fields__", {}) and "backbone_lr_scale" not in overrides:
+        overrides["backbone_lr_scale"] = cfg.backbone_lr_scale
+        model = create_model(cfg.model, task=task, input_dims=input_dims, **overrides)
+    return model
+
+
+def _raw_dataset(cfg: TrainConfig, lab: Labels | None, videos, model, split, **kw) -> RawVideoDataset:
+    from functools import partial
+
+    size = int(getattr(model, "image_size", 224))
+    ds = RawVideoDataset(lab, videos, split, modalities=list(cfg.modalities), frames=cfg.raw_frames, image_size=size,
+                         max_seconds=cfg.raw_max_seconds, **kw)
+    ds.collate_fn = partial(collate_raw, mean=getattr(model, "image_mean", (0.485, 0.456, 0.406)),
+                            std=getattr(model, "image_std", (0.229, 0.224, 0.225)))
+    return ds
+
+
+def _raw_datasets(cfg: TrainConfig, lab: Labels, videos, model, splits: list[str]):
+    train_ds = _raw_dataset(cfg, lab, videos, model, list(cfg.train_split))
+    return train_ds, {s: _raw_dataset(cfg, lab, videos, model, s) for s in splits}
+
+
 def _yaml(d: dict[str, Any]) -> str:
     import yaml
 
@@ -483,14 +529,17 @@ def evaluate(run_dir: str | Path, *, split: str = "test", labels: str | Path | N
     run = load_run(run_dir)
     lab_src = labels or run.data.get("labels")
     st_src = store or run.data.get("store")
-    if not lab_src or not st_src:
+    if not lab_src or not (st_src or run.is_raw):
         raise ValueError(f"{run_dir}: the run does not record its labels / store; pass them explicitly")
     lab = load_labels(lab_src, None if run.config.task == "generic" else run.config.task)
     if split not in lab.splits:
         raise ValueError(f"{lab_src}: no split {split!r}; the labels have {lab.splits}")
-    keys = {m: f["key"] for m, f in run.features.items()}
-    ds = FeatureDataset(FeatureStore(st_src, create=False), lab, split, keys, seq_len=run.config.seq_len,
-                        standardizer=run.standardizer)
+    if run.is_raw:
+        ds = _raw_dataset(run.config, lab, run.data.get("videos"), run.model, split)
+    else:
+        keys = {m: f["key"] for m, f in run.features.items()}
+        ds = FeatureDataset(FeatureStore(st_src, create=False), lab, split, keys, seq_len=run.config.seq_len,
+                            standardizer=run.standardizer)
     res = predict_dataset(run.model, ds, act=run.activation)
     _smooth(res, run.config.smoothing, run.task)
     _write_predictions(Path(run_dir) / "predictions" / f"{split}.csv", run.task, res)
