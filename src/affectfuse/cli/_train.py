@@ -100,7 +100,8 @@ def _train_run(args: argparse.Namespace) -> int:
         from affectfuse.training.multi import train_seeds
 
         seeds = [int(s) for s in args.seeds.split(",")]
-        summary = train_seeds(args.labels, store, cfg, args.out, seeds=seeds, progress=not args.quiet, log=_log)
+        summary = train_seeds(args.labels, store, cfg, args.out, seeds=seeds, videos=args.videos,
+                              progress=not args.quiet, log=_log)
         print(json.dumps(summary, indent=1))
         return 0
     metrics = train(args.labels, store, cfg, args.out, videos=args.videos, progress=not args.quiet, log=_log)

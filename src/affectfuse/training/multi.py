@@ -49,14 +49,15 @@ def _targets_for(lab: Labels, task: TaskSpec, pred: pd.DataFrame, split: str) ->
 
 
 def train_seeds(labels: Labels | str | Path, store, config: TrainConfig, out: str | Path, *, seeds: Sequence[int],
-                progress: bool = True, log=print) -> dict[str, Any]:
+                videos: str | Path | None = None, progress: bool = True, log=print) -> dict[str, Any]:
     """Train one run per seed in ``out/seed_<s>``; write ``out/metrics.json`` with per-seed metrics, their mean
     and std, and the metrics of the seed ensemble (predictions averaged)."""
     out = Path(out)
     per: dict[int, dict[str, dict[str, float]]] = {}
     for s in seeds:
         log(f"seed {s}")
-        per[s] = train(labels, store, dataclasses.replace(config, seed=s), out / f"seed_{s}", progress=progress, log=log)
+        per[s] = train(labels, store, dataclasses.replace(config, seed=s), out / f"seed_{s}", videos=videos,
+                       progress=progress, log=log)
     summary: dict[str, Any] = {"seeds": list(seeds), "per_seed": {str(s): m for s, m in per.items()}, "mean": {}, "std": {}}
     for split in {sp for m in per.values() for sp in m}:
         names = {k for m in per.values() for k in m.get(split, {})}
