@@ -42,6 +42,10 @@ demo: install assets
 bench: install assets
 	$(VPY) benchmarks/extract.py
 	$(VPY) benchmarks/models.py
+	$(VPY) benchmarks/faces.py
+	$(VPY) benchmarks/decode.py
+	$(VPY) benchmarks/store.py --clips 5000
+	$(VPY) benchmarks/train.py --steps 100
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache

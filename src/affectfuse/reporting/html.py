@@ -82,11 +82,12 @@ class _Page:
     def link(self, href: str, text: str) -> None:
         self.parts.append(f'<p><a href="{html.escape(href)}">{html.escape(text)}</a></p>')
 
-    def table(self, header: Sequence[Any], rows: Sequence[Sequence[Any]], caption: str | None = None) -> None:
+    def table(self, header: Sequence[Any] | None, rows: Sequence[Sequence[Any]], caption: str | None = None) -> None:
         out = ["<table>"]
         if caption:
             out.append(f"<caption>{html.escape(caption)}</caption>")
-        out.append("<tr>" + "".join(f"<th>{html.escape(str(h))}</th>" for h in header) + "</tr>")
+        if header is not None:
+            out.append("<tr>" + "".join(f"<th>{html.escape(str(h))}</th>" for h in header) + "</tr>")
         for r in rows:
             out.append("<tr>" + "".join(f"<td>{html.escape(_fmt(v))}</td>" for v in r) + "</tr>")
         out.append("</table>")
@@ -452,7 +453,11 @@ def _regression_section(rd: RunData, out: Path, page: _Page, notes: list[str], f
         page.h2("Predicted vs true")
         if not merged:
             page.note("no split with labels: the scatter plots are skipped")
-        for split, df in merged.items():
+        shown = [s for s in merged if s != "train"] or list(merged)  # as ViPER: dev / test; train only alone
+        if len(shown) < len(merged):
+            page.p("The training split is not drawn (its fit says little); its scores are in the tables.", "muted")
+        for split in shown:
+            df = merged[split]
             f = plots.plot_scatter_grid(df[[f"true_{t}" for t in task.targets]].to_numpy(np.float64),
                                         df[list(task.targets)].to_numpy(np.float64), list(task.targets),
                                         out / f"scatter_{split}.png", value_range=task.value_range,
@@ -571,7 +576,7 @@ def report(run_dir: str | Path, out: str | Path | None = None) -> list[Path]:
         summary.append(["features", str(rd.data.get("store"))])
         sizes = {"train": rd.data.get("train_videos"), **(rd.data.get("splits") or {})}
         summary.append(["videos per split", ", ".join(f"{k}: {v}" for k, v in sizes.items() if v is not None)])
-    page.table(["", ""], summary)
+    page.table(None, summary)
 
     page.h2("Metrics")
     if rd.metrics:

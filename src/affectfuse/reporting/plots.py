@@ -118,13 +118,13 @@ def best_epoch(history, select: str | None, higher_better: bool = True) -> tuple
 
 
 # -- figure helpers -------------------------------------------------------------------------------
-def _figure(w: float, h: float):
+def _figure(w: float, h: float, layout: str | None = "constrained"):
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
 
-    return Figure(figsize=(w, h), dpi=_DPI, layout="constrained")
+    return Figure(figsize=(w, h), dpi=_DPI, layout=layout)
 
 
 def _save(fig, path: str | Path) -> Path:
@@ -267,7 +267,9 @@ def plot_scatter_grid(y_true: np.ndarray, y_pred: np.ndarray, names: Sequence[st
     if t.shape != p.shape or t.ndim != 2 or t.shape[1] != len(names):
         raise ValueError(f"plot_scatter_grid: true {t.shape} and predicted {p.shape} must both be (N, {len(names)})")
     rows, cols = _grid(len(names))
-    fig = _figure(2.8 * cols, 2.7 * rows + 0.4)
+    w, h = 2.8 * cols + 0.3, 2.7 * rows + 0.5
+    fig = _figure(w, h, layout=None)  # fixed margins: constrained layout doubles the cost of a large grid
+    fig.subplots_adjust(left=0.75 / w, right=1 - 0.1 / w, bottom=0.5 / h, top=1 - 0.6 / h, wspace=0.35, hspace=0.4)
     axes = fig.subplots(rows, cols, squeeze=False).ravel()
     for j, (ax, name) in enumerate(zip(axes, names)):
         ok = np.isfinite(t[:, j]) & np.isfinite(p[:, j])
