@@ -307,3 +307,19 @@ def test_worker_processes_give_the_same_tables(media, result):
     order = ["happy", "no_face"]  # input order, whichever worker finishes first
     pd.testing.assert_frame_equal(f2, pd.concat([_video(frames, v) for v in order], ignore_index=True))
     pd.testing.assert_frame_equal(s2, summary.set_index("video_id").loc[order].reset_index())
+
+
+@pytest.mark.parametrize("kw, word", [({"fps": 0}, "fps"), ({"fps": float("nan")}, "fps"), ({"window": 0}, "window"),
+                                      ({"workers": 0}, "workers")])
+def test_bad_parameters_are_refused_before_any_work(media, kw, word):
+    paths, _ = media
+    with pytest.raises(ValueError, match=word):
+        predict_offline([paths["happy"]], progress=False, **kw)
+
+
+def test_cli_bad_fps_exits_2(media, capsys):
+    from affectfuse.cli import main
+
+    paths, _ = media
+    assert main(["predict", str(paths["happy"]), "--fps", "-1", "--quiet"]) == 2
+    assert "fps must be a positive number" in capsys.readouterr().err

@@ -3,7 +3,8 @@
     affectfuse extract INPUT... --out STORE [--frames N] [--extractors a,b] [--workers N] ...
     affectfuse train --task T --labels L --features STORE --model M --out RUN
     affectfuse evaluate RUN [--split test]
-    affectfuse predict VIDEO... --run RUN --out FILE.csv
+    affectfuse predict VIDEO... [--out F.csv] [--json] [--report DIR]   # offline default expression model
+    affectfuse predict VIDEO... --run RUN --out FILE.csv             # a trained run
     affectfuse report RUN                       # plots + HTML of a run
     affectfuse import-features SRC --modality NAME --out STORE
     affectfuse ablate ... --modalities a,b,c --out DIR   # every modality combination (ViPER Table 3)

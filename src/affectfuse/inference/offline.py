@@ -49,7 +49,6 @@ from __future__ import annotations
 import math
 import os
 import sys
-import traceback
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,6 +99,9 @@ SUMMARY_COLUMNS: tuple[str, ...] = (
 )
 
 _CROP = 112  # face-api's native input side
+#: faces per face-api forward pass. Measured on 64 crops, 1 thread: batch 64 takes 8.6 ms/face and
+#: +300 MiB peak RSS, batch 16 5.4 ms/face and +90 MiB, batch 8 5.6 ms/face.
+_NET_BATCH = 16
 
 
 @dataclass(frozen=True)
@@ -125,6 +127,13 @@ def _column_order() -> np.ndarray:
     return np.array([EXPRESSIONS.index(inv[c]) for c in OFFLINE_CLASSES], dtype=np.int64)
 
 
+def _check(fps: float, window: int) -> None:
+    if not (isinstance(fps, (int, float)) and not isinstance(fps, bool) and math.isfinite(fps) and fps > 0):
+        raise ValueError(f"fps must be a positive number of frames per second, got {fps!r}")
+    if isinstance(window, bool) or not isinstance(window, (int, np.integer)) or window < 1:
+        raise ValueError(f"window must be a positive integer number of frames, got {window!r}")
+
+
 class OfflinePredictor:
     """Face detector + face-api expression net, loaded once and reused for many videos.
 
@@ -139,10 +148,7 @@ class OfflinePredictor:
 
     def __init__(self, *, fps: float = 5.0, window: int = 64, detector: str = "default", margin: float = 0.1,
                  max_side: int = 1280) -> None:
-        if not (isinstance(fps, (int, float)) and math.isfinite(fps) and fps > 0):
-            raise ValueError(f"fps must be a positive number of frames per second, got {fps!r}")
-        if int(window) != window or window < 1:
-            raise ValueError(f"window must be a positive integer, got {window!r}")
+        _check(fps, window)
         from affectfuse.extractors.base import create_extractor
         from affectfuse.io.faces import create_face_detector
 
@@ -151,7 +157,7 @@ class OfflinePredictor:
         self.margin = float(margin)
         self.max_side = int(max_side)
         self.detector = create_face_detector(detector) if isinstance(detector, str) else detector
-        self.net = create_extractor("faceapi_expression", output="probs")
+        self.net = create_extractor("faceapi_expression", output="probs", batch_size=_NET_BATCH)
         self.order = _column_order()
 
     def predict_video(self, video_id: str, path: str | Path, *, bar: Callable[[int], Any] | None = None):
@@ -272,7 +278,7 @@ def summarize(frames, video_id: str, *, path: str = "", duration: float = float(
     return out
 
 
-def _bar_factory(progress: bool, position: int | None, leave: bool, desc: str):
+def _bar_factory(progress: bool, position: int | None, leave: bool, desc: str, width: int = 0):
     """A callback for :meth:`OfflinePredictor.predict_video` driving one tqdm bar (or nothing)."""
     if not progress:
         return None, lambda: None
@@ -282,8 +288,8 @@ def _bar_factory(progress: bool, position: int | None, leave: bool, desc: str):
 
     def cb(k: int) -> None:
         if k < 0:
-            state["bar"] = tqdm(total=-k, desc=desc[:40], unit="frame", position=position, leave=leave,
-                                dynamic_ncols=True, disable=None, file=sys.stderr)
+            state["bar"] = tqdm(total=-k, desc=desc[:40].ljust(min(width, 40)), unit="frame", position=position,
+                                leave=leave, dynamic_ncols=True, disable=None, file=sys.stderr)
         elif "bar" in state:
             state["bar"].update(k)
 
@@ -294,17 +300,28 @@ def _bar_factory(progress: bool, position: int | None, leave: bool, desc: str):
     return cb, close
 
 
-def _run_one(pred: OfflinePredictor, video_id: str, path: Path, progress: bool, position: int | None, leave: bool):
+def _overall_bar(progress: bool, total: int):
+    if not progress:
+        return (lambda: None), (lambda: None)
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total, desc="videos", unit="video", position=0, leave=True, dynamic_ncols=True, disable=None,
+               file=sys.stderr)
+    return (lambda: bar.update(1)), bar.close
+
+
+def _run_one(pred: OfflinePredictor, video_id: str, path: Path, progress: bool, position: int | None, leave: bool,
+             width: int = 0):
     """(video_id, frames_df, summary dict) or (video_id, None, Failure)."""
-    cb, close = _bar_factory(progress, position, leave, video_id)
+    import av
+
+    cb, close = _bar_factory(progress, position, leave, video_id, width)
     try:
         df, duration = pred.predict_video(video_id, path, bar=cb)
     except MediaError as e:
         return video_id, None, Failure(video_id, str(path), str(e))
-    except Exception as e:  # anything else about one file must not stop the others
-        msg = f"{path}: could not be scored ({type(e).__name__}: {e})"
-        tb = traceback.format_exc(limit=3)
-        return video_id, None, Failure(video_id, str(path), msg + "\n" + tb if os.environ.get("AFFECTFUSE_DEBUG") else msg)
+    except (av.FFmpegError, OSError, RuntimeError, ValueError) as e:  # other trouble with one file stops no other
+        return video_id, None, Failure(video_id, str(path), f"{path}: could not be scored ({type(e).__name__}: {e})")
     finally:
         close()
     return video_id, df, summarize(df, video_id, path=str(path), duration=duration)
@@ -322,8 +339,8 @@ def _init_worker(kwargs: dict[str, Any], slots, threads: int) -> None:
     _WORKER["slot"] = slots.get()
 
 
-def _worker_task(video_id: str, path: str, progress: bool):
-    return _run_one(_WORKER["pred"], video_id, Path(path), progress, _WORKER["slot"] + 1, False)
+def _worker_task(video_id: str, path: str, progress: bool, width: int):
+    return _run_one(_WORKER["pred"], video_id, Path(path), progress, _WORKER["slot"] + 1, False, width)
 
 
 def _gather_inputs(videos: Iterable[str | Path]) -> tuple[list[tuple[str, Path]], list[Failure]]:
@@ -362,32 +379,39 @@ def predict_offline(videos: Iterable[str | Path] | str | Path, *, fps: float = 5
     """
     import pandas as pd
 
-    if int(workers) != workers or workers < 1:
+    if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1:
         raise ValueError(f"workers must be a positive integer, got {workers!r}")
+    _check(fps, window)
     kwargs = dict(fps=fps, window=window, detector=detector, margin=margin, max_side=max_side)
     pairs, failures = _gather_inputs(videos)
     results: dict[str, tuple[Any, Any]] = {}
     if pairs:
         if workers == 1 or len(pairs) == 1:
             pred = OfflinePredictor(**kwargs)
+            width = max(len(v) for v, _ in pairs)  # bars of several videos line up
             for vid, path in pairs:
-                _, df, s = _run_one(pred, vid, path, progress, None, True)
+                _, df, s = _run_one(pred, vid, path, progress, None, True, width)
                 results[vid] = (df, s)
         else:
             import multiprocessing as mp
 
             n = min(int(workers), len(pairs))
-            ctx = mp.get_context("spawn")
-            slots = ctx.Manager().Queue()
-            for i in range(n):
-                slots.put(i)
+            ctx = mp.get_context("spawn")  # MediaPipe and torch are not fork-safe once loaded
             threads = max(1, (os.cpu_count() or 1) // n)
-            with ProcessPoolExecutor(max_workers=n, mp_context=ctx, initializer=_init_worker,
-                                     initargs=(kwargs, slots, threads)) as pool:
-                futs = [pool.submit(_worker_task, vid, str(path), progress) for vid, path in pairs]
-                for fut in as_completed(futs):
-                    vid, df, s = fut.result()
-                    results[vid] = (df, s)
+            overall, close = _overall_bar(progress, len(pairs))
+            with ctx.Manager() as mgr:
+                slots = mgr.Queue()  # each worker takes a bar line (1..n) below the overall bar
+                for i in range(n):
+                    slots.put(i)
+                with ProcessPoolExecutor(max_workers=n, mp_context=ctx, initializer=_init_worker,
+                                         initargs=(kwargs, slots, threads)) as pool:
+                    width = max(len(v) for v, _ in pairs)
+                    futs = [pool.submit(_worker_task, vid, str(path), progress, width) for vid, path in pairs]
+                    for fut in as_completed(futs):
+                        vid, df, s = fut.result()
+                        results[vid] = (df, s)
+                        overall()
+            close()
     frames, rows = [], []
     for vid, _ in pairs:
         df, s = results[vid]
@@ -416,7 +440,8 @@ def format_summary(summary_df) -> str:
     """A few human-readable lines, one per video."""
     lines = []
     for r in summary_df.itertuples(index=False):
-        head = f"{r.video_id}: {r.duration_s:.1f} s, {r.frames_scored} frames scored, face in {100 * r.face_fraction:.0f}%"
+        head = (f"{r.video_id}: {r.duration_s:.1f} s, {r.frames_scored} frames scored, "
+                f"face in {100 * r.face_fraction:.0f}%")
         if r.dominant:
             mean = getattr(r, r.dominant)
             head += (f"; dominant {r.dominant} (mean {mean:.2f}), peak {r.peak_prob:.2f} at {r.peak_time:.1f} s "

@@ -76,13 +76,25 @@ def model_info(name: str, task: str = "reaction", input_dims: dict[str, int] | N
     from affectfuse.models import create_model
 
     dims = dict(input_dims) if input_dims is not None else default_input_dims(name)
-    try:
-        with torch.device("meta"):
-            model = create_model(name, task=task, input_dims=dims)
-    except RuntimeError:  # e.g. a backbone loaded with from_pretrained cannot be built on "meta"
-        model = create_model(name, task=task, input_dims=dims)
+    note = None
+    over: dict = {}
+    for attempt in range(2):
+        try:
+            try:
+                with torch.device("meta"):
+                    model = create_model(name, task=task, input_dims=dims, **over)
+            except RuntimeError:  # e.g. a backbone loaded with from_pretrained cannot be built on "meta"
+                model = create_model(name, task=task, input_dims=dims, **over)
+            break
+        except OSError:
+            # a hub backbone that is not in the local cache (offline): count the same architecture from its
+            # default config (e2e_cross: HuBERT-base built from HubertConfig(), no weights)
+            if attempt or not takes_raw_inputs(name):
+                raise
+            over = {"audio_config": {}}
+            note = "audio encoder not in the local cache: counted from its default config (no weights loaded)"
     params = list(model.parameters())
-    return {
+    out = {
         "name": name,
         "class": type(model).__name__,
         "module": type(model).__module__,
@@ -93,3 +105,6 @@ def model_info(name: str, task: str = "reaction", input_dims: dict[str, int] | N
         "config_type": type(model.config).__name__,
         "config": to_dict(model.config),
     }
+    if note:
+        out["note"] = note
+    return out

@@ -309,7 +309,13 @@ def viper(*, task: TaskSpec, input_dims: dict[str, int], **overrides: Any) -> Vi
 
 @MODELS.register("viper_small")
 def viper_small(*, task: TaskSpec, input_dims: dict[str, int], **overrides: Any) -> Viper:
-    """A CPU-sized ViPER: 16 × 64 latents, 2 self-attention layers, 4 heads, latent-width cross-attention."""
+    """A CPU-sized ViPER: 16 × 64 latents, 2 self-attention layers, 4 heads, latent-width cross-attention.
+
+    ``init_std`` 0.1 instead of HF's 0.02 (tuned for 1280-wide layers): at width 64 the 0.02 init leaves the
+    network near-constant and training on the learning test collapsed to the mean (held-out R² 0.01 against
+    0.76 with 0.1, same data and seeds).
+    """
     return _create_viper(task, input_dims, dict(num_latents=16, d_latents=64, num_self_attends=2,
                                                 num_self_attention_heads=4, num_cross_attention_heads=4,
-                                                cross_attention_shape="q", attention_dropout=0.0), overrides)
+                                                cross_attention_shape="q", attention_dropout=0.0, init_std=0.1),
+                         overrides)

@@ -482,8 +482,9 @@ def _classification_section(rd: RunData, out: Path, page: _Page, notes: list[str
         pd.DataFrame(cm, index=pd.Index(classes, name="true \\ predicted"), columns=classes).to_csv(
             out / f"confusion_{split}.csv")
         files.append(out / f"confusion_{split}.csv")
+        unit = "frames" if "frame" in df.columns else "clips"
         f = plots.plot_confusion(cm, classes, out / f"confusion_{split}.png",
-                                 title=f"{task.name} — {split} ({int(cm.sum())} {'frames' if 'frame' in df else 'clips'})")
+                                 title=f"{task.name} — {split} ({int(cm.sum())} {unit})")
         files.append(f)
         page.img(f.name, f"{split}: rows = true class, columns = predicted; right: each row divided by its total "
                          f"(recall on the diagonal). Counts also in confusion_{split}.csv.")
@@ -519,7 +520,10 @@ def _seed_report(run: Path, out: Path) -> list[Path]:
     page.h2("Mean ± std over seeds " + ", ".join(str(s) for s in d.get("seeds", [])))
     mean, std = d.get("mean", {}), d.get("std", {})
     splits = sorted(mean, key=_split_key)
-    names = list(dict.fromkeys(m for s in splits for m in mean[s]))
+    # metric order as one seed's run wrote them (the summary's own order comes from a set)
+    order = [m for per in (d.get("per_seed") or {}).values() for sp in per.values() for m in sp]
+    names = sorted({m for s in splits for m in mean[s]},
+                   key=lambda m: (order.index(m) if m in order else len(order), not m.startswith("mean"), m))
     page.table(["metric"] + splits, [[m] + [f"{mean[s][m]:.4f} ± {std.get(s, {}).get(m, float('nan')):.4f}"
                                             if m in mean[s] else None for s in splits] for m in names])
     if d.get("ensemble"):
@@ -536,6 +540,26 @@ def _seed_report(run: Path, out: Path) -> list[Path]:
         page.link(f"seed_{s}/index.html", f"seed {s}")
     files.append(page.write(out / "index.html"))
     return files
+
+
+def _training_section(rd: RunData, out: Path, page: _Page, files: list[Path]) -> None:
+    sel, higher = _select(rd)
+    f = plots.plot_training_curves(rd.history, out / "training_curves.png",
+                                   metrics=rd.task.metrics if rd.task is not None else (), select=sel,
+                                   higher_better=higher, title=f"training of {rd.path.resolve().name}")
+    files.append(f)
+    best, col = plots.best_epoch(rd.history, sel, higher)
+    page.img(f.name, f"Per epoch: training loss, dev metrics, learning rate. Dashed red line: the kept epoch "
+                     f"{best} (best {col}).")
+    page.p(f"{len(rd.history)} epochs; kept epoch {best} (by {col}).", "muted")
+
+
+def _guarded(notes: list[str], what: str, fn, *args) -> None:
+    """Run one section of a report; a failure on odd input becomes a note instead of losing the whole report."""
+    try:
+        fn(*args)
+    except Exception as e:  # noqa: BLE001 - the report must still be written
+        notes.append(f"{what} skipped: {type(e).__name__}: {e}")
 
 
 def report(run_dir: str | Path, out: str | Path | None = None) -> list[Path]:
@@ -586,23 +610,14 @@ def report(run_dir: str | Path, out: str | Path | None = None) -> list[Path]:
 
     page.h2("Training")
     if rd.history is not None:
-        sel, higher = _select(rd)
-        f = plots.plot_training_curves(rd.history, out / "training_curves.png",
-                                       metrics=task.metrics if task is not None else (), select=sel,
-                                       higher_better=higher, title=f"training of {run.resolve().name}")
-        files.append(f)
-        best, col = plots.best_epoch(rd.history, sel, higher)
-        page.img(f.name, f"Per epoch: training loss, dev metrics, learning rate. Dashed red line: the kept epoch "
-                         f"{best} (best {col}).")
-        page.p(f"{len(rd.history)} epochs; kept epoch {best} (by {col}).", "muted")
+        _guarded(notes, "training curves", _training_section, rd, out, page, files)
     else:
         page.note("no training history (history.csv): training curves skipped")
 
     if task is not None and rd.predictions:
-        if task.is_classification:
-            _classification_section(rd, out, page, notes, files)
-        else:
-            _regression_section(rd, out, page, notes, files)
+        section = _classification_section if task.is_classification else _regression_section
+        _guarded(notes, "prediction plots", section, rd, out, page, notes, files)
+
 
     if notes or rd.data.get("label_report"):
         page.h2("Notes")
@@ -630,13 +645,20 @@ def _default_value_columns(frames: pd.DataFrame) -> list[str]:
     cols = []
     for c in frames.columns:
         name = str(c).lower()
-        if name in _NOT_SCORES or name.startswith(("box", "bbox", "face_box")) or name == "video_id":
+        if name in _NOT_SCORES or name.startswith(("box", "bbox", "face_")) or name == "video_id":
             continue
         s = frames[c]
         if pd.api.types.is_bool_dtype(s) or not pd.api.types.is_numeric_dtype(s):
             continue
         cols.append(c)
     return cols
+
+
+def _as_bool(col: pd.Series) -> np.ndarray:
+    """A face column as bool: booleans, 0 / 1, or text such as "True" / "false" (from a CSV); missing = False."""
+    if pd.api.types.is_bool_dtype(col) or pd.api.types.is_numeric_dtype(col):
+        return col.fillna(0).astype(bool).to_numpy()
+    return col.astype(str).str.strip().str.lower().isin(("true", "1", "1.0", "yes", "y", "t")).to_numpy()
 
 
 def prediction_report(frames: pd.DataFrame, out_dir, *, summary: pd.DataFrame | None = None,
@@ -649,8 +671,9 @@ def prediction_report(frames: pd.DataFrame, out_dir, *, summary: pd.DataFrame | 
         out_dir: report folder (made when missing).
         summary: optional per-clip table, shown as it is.
         title: page title.
-        value_columns: the score columns; default every numeric column except time / frame / face / valid and
-            box coordinates (``box*``, ``bbox*``, ``x0``.. ``y1``, ``left``.. ``height``).
+        value_columns: the score columns; default every numeric column except time / frame / face / valid, face
+            detection columns (``face_*``, e.g. ``face_score``) and box coordinates (``box*``, ``bbox*``, ``x0``..
+            ``y1``, ``left``.. ``height``).
 
     Returns:
         the path of ``index.html``; next to it ``timeline_<video>.png`` per video (no-face stretches shaded grey).
@@ -693,7 +716,7 @@ def prediction_report(frames: pd.DataFrame, out_dir, *, summary: pd.DataFrame | 
             t = g["_t"].to_numpy(np.float64)
         else:
             t = np.arange(len(g), dtype=np.float64)
-        face = g["face"].fillna(False).astype(bool).to_numpy() if has_face else np.ones(len(g), bool)
+        face = _as_bool(g["face"]) if has_face else np.ones(len(g), bool)
         vals = g[cols].apply(pd.to_numeric, errors="coerce").to_numpy(np.float64) if cols else np.zeros((len(g), 0))
         with np.errstate(all="ignore"):
             m = np.nanmean(vals[face], axis=0) if face.any() and cols else np.full(len(cols), np.nan)

@@ -404,6 +404,9 @@ def plot_timeline(times: np.ndarray, values: np.ndarray, names: Sequence[str], p
             ax.axvspan(t[a] - dt / 2, t[b] + dt / 2, color="0.6", alpha=0.35, lw=0,
                        label="no face" if first else None)
             first = False
+    fin = v[np.isfinite(v)]
+    if fin.size == 0 or (fin.min() >= 0.0 and fin.max() <= 1.0):  # probabilities / intensities: the full 0..1 axis
+        ax.set_ylim(-0.03, 1.03)
     ax.set_xlabel("time (s)")
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
