@@ -796,25 +796,33 @@ def _extract_clips(todo, plan: _Plan, runner: _Runner, cfg: ExtractConfig, bar, 
         pending.append((prep, exs))
         flush(False)
 
-    if cfg.workers == 0:
-        for vid, path, exs in todo:
-            consume(_prepare_clip(vid, str(path), plan), exs)
-    else:
+    done: set[str] = set()
+    if cfg.workers > 0:
         import multiprocessing as mp
+        from concurrent.futures.process import BrokenProcessPool
 
         ctx = mp.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=cfg.workers, mp_context=ctx, initializer=_init_worker) as pool:
-            window: deque = deque()
-            it = iter(todo)
-            for vid, path, exs in it:  # keep a bounded number of videos in flight: memory stays flat
-                window.append((pool.submit(_prepare_clip, vid, str(path), plan), exs))
-                if len(window) >= 2 * cfg.workers + 1:
-                    break
-            while window:
-                fut, exs = window.popleft()
-                consume(fut.result(), exs)
-                nxt = next(it, None)
-                if nxt is not None:
-                    vid, path, exs2 = nxt
-                    window.append((pool.submit(_prepare_clip, vid, str(path), plan), exs2))
+        try:
+            with ProcessPoolExecutor(max_workers=cfg.workers, mp_context=ctx, initializer=_init_worker) as pool:
+                window: deque = deque()
+                it = iter(todo)
+                for vid, path, exs in it:  # keep a bounded number of videos in flight: memory stays flat
+                    window.append((vid, pool.submit(_prepare_clip, vid, str(path), plan), exs))
+                    if len(window) >= 2 * cfg.workers + 1:
+                        break
+                while window:
+                    vid, fut, exs = window.popleft()
+                    consume(fut.result(), exs)
+                    done.add(vid)
+                    nxt = next(it, None)
+                    if nxt is not None:
+                        vid2, path2, exs2 = nxt
+                        window.append((vid2, pool.submit(_prepare_clip, vid2, str(path2), plan), exs2))
+        except BrokenProcessPool:
+            # a worker died (a decoder crash on a bad file, out of memory): finish in this process, where a
+            # failure is caught per video
+            print("extract: a decoding worker died; continuing without workers", file=sys.stderr)
+    for vid, path, exs in todo:
+        if vid not in done:
+            consume(_prepare_clip(vid, str(path), plan), exs)
     flush(True)

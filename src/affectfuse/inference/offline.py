@@ -403,15 +403,27 @@ def predict_offline(videos: Iterable[str | Path] | str | Path, *, fps: float = 5
                 slots = mgr.Queue()  # each worker takes a bar line (1..n) below the overall bar
                 for i in range(n):
                     slots.put(i)
-                with ProcessPoolExecutor(max_workers=n, mp_context=ctx, initializer=_init_worker,
-                                         initargs=(kwargs, slots, threads)) as pool:
-                    width = max(len(v) for v, _ in pairs)
-                    futs = [pool.submit(_worker_task, vid, str(path), progress, width) for vid, path in pairs]
-                    for fut in as_completed(futs):
-                        vid, df, s = fut.result()
-                        results[vid] = (df, s)
-                        overall()
+                from concurrent.futures.process import BrokenProcessPool
+
+                width = max(len(v) for v, _ in pairs)
+                try:
+                    with ProcessPoolExecutor(max_workers=n, mp_context=ctx, initializer=_init_worker,
+                                             initargs=(kwargs, slots, threads)) as pool:
+                        futs = [pool.submit(_worker_task, vid, str(path), progress, width) for vid, path in pairs]
+                        for fut in as_completed(futs):
+                            vid, df, s = fut.result()
+                            results[vid] = (df, s)
+                            overall()
+                except BrokenProcessPool:
+                    # a worker died (decoder crash, out of memory): the rest run here, failures caught per video
+                    print("predict: a worker process died; continuing in this process", file=sys.stderr)
             close()
+            rest = [(v, p) for v, p in pairs if v not in results]
+            if rest:
+                pred = OfflinePredictor(**kwargs)
+                for vid, path in rest:
+                    _, df, s = _run_one(pred, vid, path, progress, None, True, width)
+                    results[vid] = (df, s)
     frames, rows = [], []
     for vid, _ in pairs:
         df, s = results[vid]
