@@ -226,3 +226,16 @@ def test_list_inputs_csv_txt_and_duplicate_ids(tmp_path):
     assert list_inputs([tmp_path / "l.txt"])[0][1] == tmp_path / "d1" / "x.mp4"
     with pytest.raises(FileNotFoundError, match="nope"):
         list_inputs([tmp_path / "nope"])
+
+
+def test_an_extractor_that_cannot_load_stops_before_any_video(tmp_path, monkeypatch):
+    from affectfuse.cli import main
+    from affectfuse.io.synthetic import write_video
+
+    write_video(tmp_path / "v.mp4", duration=0.5)
+    monkeypatch.setenv("AFFECTFUSE_CACHE", str(tmp_path / "empty_cache"))
+    monkeypatch.setenv("AFFECTFUSE_NO_AUTOFETCH", "1")
+    rc = main(["extract", str(tmp_path / "v.mp4"), "--out", str(tmp_path / "s"), "--extractors", FACE, "--quiet"])
+    assert rc == 2
+    store = FeatureStore(tmp_path / "s")
+    assert store.manifest() == [], "nothing recorded against the video: the problem is the set-up"

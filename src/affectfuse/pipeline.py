@@ -735,6 +735,13 @@ def extract(
             if modality:
                 ex.modality = modality  # the stream this extractor feeds in a named set
             extractors.append(ex)
+    for ex in extractors:  # a model that cannot load is a set-up error: stop before touching any video
+        if not getattr(ex, "_loaded", True):
+            try:
+                ex.load()
+            except Exception as e:  # noqa: BLE001
+                raise RuntimeError(f"extractor {ex.name!r} could not be loaded: {type(e).__name__}: {e}") from e
+            ex._loaded = True
     plan = _plan(extractors, cfg)
     report = ExtractReport()
     runner = _Runner(extractors, store, cfg, report)
