@@ -158,3 +158,40 @@ def test_recipes_load_and_name_real_models_tasks_and_losses(recipe):
     assert (cfg.loss or TASKS[cfg.task].loss) in LOSSES
     text = open(recipe).read()
     assert "Reported" in text, "each recipe quotes the paper's numbers"
+
+
+def test_frame_level_va_with_ccc_and_smoothing(tmp_path):
+    """JMT's path: per-frame valence / arousal, -5 ignored, CCC loss, smoothing, per-frame predictions."""
+    from scipy.ndimage import uniform_filter1d
+
+    from affectfuse.data.synthetic import make_frame_dataset
+
+    make_frame_dataset(tmp_path / "store", tmp_path / "labels.csv", n=20, frames=90)
+    cfg = TrainConfig(task="va", model="jmt_small", modalities=MODS, epochs=6, lr=3e-3, batch_size=4, seq_len=30,
+                      loss="ccc", smoothing=(5, 9))
+    metrics = train(tmp_path / "labels.csv", tmp_path / "store", cfg, tmp_path / "run", progress=False,
+                    log=lambda *_: None)
+    assert metrics["dev"]["mean_ccc"] > 0.3, "valence is in the visual stream, arousal in the audio stream"
+    pred = pd.read_csv(tmp_path / "run" / "predictions" / "dev.csv")
+    labels = pd.read_csv(tmp_path / "labels.csv")
+    dev_labelled = labels[(labels["split"] == "dev") & (labels["valence"] != -5)]
+    assert len(pred) == len(dev_labelled), "one row per labelled frame (frames labelled -5 are left out)"
+    assert list(pred.columns[:3]) == ["video_id", "frame", "time"]
+    assert ((pred[["valence", "arousal"]].abs() <= 1).all()).all(), "clipped to the task's range"
+    one = pred[pred["video_id"] == pred["video_id"].iloc[0]].sort_values("frame")
+    assert one["frame"].is_monotonic_increasing and one["frame"].is_unique
+    # the written predictions are the raw per-frame outputs smoothed per video (scipy as the reference)
+    from affectfuse.data.dataset import FeatureDataset
+    from affectfuse.data.labels import load_labels
+    from affectfuse.training.loop import predict_dataset
+
+    run = load_run(tmp_path / "run")
+    ds = FeatureDataset(FeatureStore(tmp_path / "store"), load_labels(tmp_path / "labels.csv", "va"), "dev",
+                        {m: f["key"] for m, f in run.features.items()}, seq_len=30, standardizer=run.standardizer)
+    raw = predict_dataset(run.model, ds)
+    vid = one["video_id"].iloc[0]
+    rows = np.nonzero(np.asarray(raw["video_ids"]) == vid)[0]
+    rows = rows[np.argsort(raw["frames"][rows])]
+    for k, (col, w) in enumerate([("valence", 5), ("arousal", 9)]):
+        ref = np.clip(uniform_filter1d(raw["preds"][rows, k], size=w), -1, 1)
+        np.testing.assert_allclose(one[col].to_numpy(), ref, atol=2e-6)
