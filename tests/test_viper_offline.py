@@ -55,3 +55,10 @@ def test_viper_offline_features_train_viper(tmp_path):
                                  tmp_path / "pred.csv", progress=False, log=lambda *_: None)
     assert report.failed == [] and res["preds"].shape == (1, 7)
     assert (tmp_path / "pred.csv").read_text().splitlines()[0].startswith("video_id,Adoration")
+    # the same through the command line, on two videos
+    rc = main(["predict", str(tmp_path / "gen" / "videos" / "generated_0002.mp4"),
+               str(tmp_path / "gen" / "videos" / "generated_0003.mp4"), "--run", str(tmp_path / "run"),
+               "--out", str(tmp_path / "cli.csv"), "--quiet"])
+    assert rc == 0
+    lines = (tmp_path / "cli.csv").read_text().splitlines()
+    assert len(lines) == 3 and lines[1].startswith("generated_0002,")
