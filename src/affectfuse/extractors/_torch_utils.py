@@ -194,11 +194,13 @@ def clips_to_tensor(
     return x.to(dtype or torch.float32).contiguous()
 
 
-def load_state_dict(path: str | Path) -> dict[str, Any]:
+def load_state_dict(path: str | Path, *, strip_prefixes: Iterable[str] = ("module.",)) -> dict[str, Any]:
     """Read a state dict from ``.safetensors`` or a torch file (``weights_only=True``, never pickle).
 
-    Wrapped checkpoints (``{"state_dict": ...}``, ``{"model": ...}``) are unwrapped and a DataParallel
-    ``module.`` prefix is removed.
+    The one weight-file reader of the project (extractors and models use it). Wrapped checkpoints
+    (``{"state_dict": ...}``, ``{"model": ...}``, ``{"model_state_dict": ...}``, ``{"net": ...}``,
+    ``{"model_state": ...}``, ``{"state_dict_ema": ...}``) are unwrapped, and each of ``strip_prefixes``
+    (DataParallel's ``module.`` by default) is removed while every key carries it.
 
     Raises:
         FileNotFoundError: no such file.
@@ -206,7 +208,7 @@ def load_state_dict(path: str | Path) -> dict[str, Any]:
     """
     import torch
 
-    p = Path(path)
+    p = Path(path).expanduser()
     if not p.is_file():
         raise FileNotFoundError(f"{p}: weights file not found")
     if p.suffix == ".safetensors":
@@ -218,13 +220,20 @@ def load_state_dict(path: str | Path) -> dict[str, Any]:
             sd = torch.load(str(p), map_location="cpu", weights_only=True)
         except Exception as e:  # noqa: BLE001  (re-raised with the file name)
             raise ValueError(f"{p}: cannot read as a torch state dict with weights_only=True ({e})") from e
-    for k in ("state_dict", "model", "model_state_dict"):
-        if isinstance(sd, dict) and k in sd and isinstance(sd[k], dict):
+    for k in ("state_dict", "model_state_dict", "model", "net", "model_state", "state_dict_ema"):
+        if isinstance(sd, dict) and isinstance(sd.get(k), dict):
             sd = sd[k]
+            break
     if not isinstance(sd, dict) or not sd or not all(torch.is_tensor(v) for v in sd.values()):
-        raise ValueError(f"{p}: expected a mapping of parameter names to tensors")
-    if all(k.startswith("module.") for k in sd):
-        sd = {k[len("module.") :]: v for k, v in sd.items()}
+        raise ValueError(f"{p}: expected a mapping of parameter names to tensors, got {type(sd).__name__}")
+    prefixes = tuple(strip_prefixes)
+    changed = True
+    while changed:
+        changed = False
+        for pre in prefixes:
+            if all(k.startswith(pre) for k in sd):
+                sd = {k[len(pre) :]: v for k, v in sd.items()}
+                changed = True
     return sd
 
 

@@ -371,19 +371,9 @@ def _load_backbone_checkpoint(net: nn.Module, path: Path) -> None:
     """Load a local state dict into the timm backbone; classifier keys are ignored, other mismatches raise."""
     if not path.is_file():
         raise FileNotFoundError(f"E2ECross: backbone_checkpoint {path} does not exist")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+    from affectfuse.extractors._torch_utils import load_state_dict
 
-        state = load_file(str(path))
-    else:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        for key in ("state_dict", "model", "state_dict_ema"):
-            if isinstance(state, dict) and key in state and isinstance(state[key], dict):
-                state = state[key]
-                break
-    if not isinstance(state, dict):
-        raise ValueError(f"E2ECross: {path} holds a {type(state).__name__}, expected a state dict")
-    state = {k.removeprefix("module."): v for k, v in state.items()}
+    state = load_state_dict(path)  # safetensors or weights_only torch file, unwrapped, "module." stripped
     missing, unexpected = net.load_state_dict(state, strict=False)
     head = ("fc.", "head.", "classifier.", "last_linear.")
     unexpected = [k for k in unexpected if not k.startswith(head)]

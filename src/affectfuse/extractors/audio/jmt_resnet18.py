@@ -28,6 +28,7 @@ from affectfuse.extractors.audio.logmel import (
     power_to_db,
     reject_unknown,
 )
+from affectfuse.extractors._torch_utils import load_state_dict
 from affectfuse.extractors.base import Extractor, ExtractorInput, InputContract, register_extractor
 
 __all__ = ["JMTResNet18", "load_state_dict_file", "build_audio_resnet18"]
@@ -48,31 +49,7 @@ def load_state_dict_file(path: str | Path) -> dict:
         FileNotFoundError: no such file.
         ValueError: the file holds no tensor dictionary.
     """
-    import torch
-
-    p = Path(path).expanduser()
-    if not p.is_file():
-        raise FileNotFoundError(f"{p}: weight file not found")
-    if p.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        sd = load_file(str(p))
-    else:
-        sd = torch.load(p, map_location="cpu", weights_only=True)
-    for k in ("state_dict", "model_state_dict", "model", "net", "model_state"):
-        if isinstance(sd, dict) and isinstance(sd.get(k), dict):
-            sd = sd[k]
-            break
-    if not isinstance(sd, dict) or not sd or not all(hasattr(v, "shape") for v in sd.values()):
-        raise ValueError(f"{p}: expected a state dict (name -> tensor), got {type(sd).__name__}")
-    changed = True
-    while changed:
-        changed = False
-        for pre in _PREFIXES:
-            if all(k.startswith(pre) for k in sd):
-                sd = {k[len(pre) :]: v for k, v in sd.items()}
-                changed = True
-    return sd
+    return load_state_dict(path, strip_prefixes=_PREFIXES)
 
 
 def load_into(module, sd: dict, path: str | Path, ignore: tuple[str, ...] = ("fc.", "classifier.")) -> None:
