@@ -29,13 +29,13 @@ ROOT = Path(__file__).resolve().parents[1]
 CHILD = r"""
 import json, resource, sys
 import numpy as np
-from affectfuse.io import video as V
+from affectfuse.io import frames as F, video as V
 from affectfuse.io.sampling import clip_indices
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 path = sys.argv[1]
 info = V.probe(path)
 idx, _ = clip_indices(info.n_frames, 32)
-fb = V.read_frames(path, idx, info=info)
+fb = F.read_frames(path, idx, info=info)
 after_frames = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 audio, start = V.read_audio(path, info=info)
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -81,11 +81,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--strategies", default=None, help="comma-separated subset of the access strategies")
     args = ap.parse_args(argv)
 
-    from affectfuse.io import video as V
+    from affectfuse.io import frames as F, video as V
     from affectfuse.io.sampling import clip_indices
     from affectfuse.io.synthetic import read_frame_code
 
-    strategies = args.strategies.split(",") if args.strategies else list(V.STRATEGIES)
+    strategies = args.strategies.split(",") if args.strategies else list(F.STRATEGIES)
     clips = make_clips(args.out)
     results = {}
     for name, path in clips.items():
@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         idx, _ = clip_indices(info.n_frames, 32)
         row = {"frames": info.n_frames, "probe_ms": round(probe_ms, 1), "read_frames_ms": {}}
         for st in strategies:
-            ms, fb = timed(lambda: V._read_frames(path, idx, info=info, strategy=st), reps)
+            ms, fb = timed(lambda: F._read_frames(path, idx, info=info, strategy=st), reps)
             ok = [read_frame_code(p) for p in fb.pixels] == idx.tolist() and bool(fb.valid.all())
             row["read_frames_ms"][st] = round(ms, 1) if ok else f"WRONG FRAMES ({ms:.0f} ms)"
         audio_ms, (audio, _) = timed(lambda: V.read_audio(path, info=info), args.repeats)

@@ -42,7 +42,7 @@ def run_child(video: Path, extractors: str, extra: list[str]) -> tuple[float, fl
 
 
 def main() -> None:
-    from affectfuse.pipeline import DEFAULT_EXTRACTORS
+    from affectfuse.extraction import DEFAULT_EXTRACTORS
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--extractors", default=",".join(DEFAULT_EXTRACTORS))

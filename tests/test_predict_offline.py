@@ -177,7 +177,7 @@ def test_scores_match_the_extractor_on_the_same_crop(media, result):
     from affectfuse.extractors.base import create_extractor
     from affectfuse.extractors.face.faceapi import EXPRESSIONS
     from affectfuse.io.faces import create_face_detector, crop_faces, detect_faces
-    from affectfuse.io.video import read_frames
+    from affectfuse.io.frames import read_frames
 
     paths, _ = media
     frames, _, _ = result

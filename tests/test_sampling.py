@@ -146,7 +146,8 @@ def test_centred_windows_edges():
 
 def test_sample_clip_video_with_audio(make_video):
     path, times = make_video("c.mp4", duration=2.0, fps=30, size=(192, 112))
-    info, frames, frag = sample_clip(path, n=32)
+    clip = sample_clip(path, frames=32, sample_rates=(16000,))
+    info, frames, frag = clip.info, clip.frames, clip.fragments.get(16000)
     assert len(frames) == 32 and frames.valid.all()
     assert [read_frame_code(p) for p in frames.pixels] == frames.indices.tolist()
     assert frames.indices[0] == 0 and frames.indices[-1] == 59
@@ -160,7 +161,8 @@ def test_sample_clip_video_with_audio(make_video):
 
 def test_sample_clip_short_video_repeats_marked(make_video):
     path, _ = make_video("short.mp4", duration=0.1, fps=30, size=(192, 112))  # 3 frames
-    info, frames, frag = sample_clip(path, n=32)
+    clip = sample_clip(path, frames=32, sample_rates=(16000,))
+    info, frames, frag = clip.info, clip.frames, clip.fragments.get(16000)
     assert info.n_frames == 3 and len(frames) == 32 and frames.valid.sum() == 3
     assert any("repeat" in n for n in frames.notes)
     assert sorted(frames.indices[frames.valid].tolist()) == [0, 1, 2]
@@ -169,10 +171,12 @@ def test_sample_clip_short_video_repeats_marked(make_video):
 
 def test_sample_clip_audio_only_and_no_audio(make_video):
     path, _ = make_video("a.mp4", video=False, duration=1.5)
-    info, frames, frag = sample_clip(path, n=8)
+    clip = sample_clip(path, frames=8, sample_rates=(16000,))
+    info, frames, frag = clip.info, clip.frames, clip.fragments.get(16000)
     assert frames is None and not info.has_video
     assert len(frag) == 8 and frag.valid.all()
     assert frag.starts[0] == pytest.approx(frag.times[0]) and frag.times[-1] >= 1.5 - 0.01
     path, _ = make_video("v.mp4", audio=False, duration=0.5, size=(192, 112))
-    info, frames, frag = sample_clip(path, n=8)
+    clip = sample_clip(path, frames=8, sample_rates=(16000,))
+    info, frames, frag = clip.info, clip.frames, clip.fragments.get(16000)
     assert frag is None and len(frames) == 8

@@ -165,3 +165,27 @@ def test_sigkill_during_writes_leaves_only_complete_entries(tmp_path):
         assert (fs.values == int(vid[1:])).all()
         assert store.status(vid, key) == "ok"
     assert {r.video_id for r in store.manifest(key)} == set(ids)
+
+
+def test_face_scores_round_trip_and_an_older_store_gains_the_column(tmp_path):
+    import sqlite3
+
+    old = tmp_path / "old"
+    old.mkdir()
+    con = sqlite3.connect(old / FeatureStore.FILENAME)  # the schema before face scores were stored
+    con.executescript("""
+        CREATE TABLE meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
+        INSERT INTO meta VALUES ('format_version', '1');
+        CREATE TABLE features (key TEXT NOT NULL, video_id TEXT NOT NULL, n INTEGER NOT NULL, dim INTEGER NOT NULL,
+            dtype TEXT NOT NULL, vals BLOB NOT NULL, times BLOB NOT NULL, valid BLOB NOT NULL, boxes BLOB,
+            indices BLOB, meta TEXT, PRIMARY KEY (key, video_id));
+        INSERT INTO features VALUES ('toy-1', 'v0', 1, 1, 'float32', X'0000803F', X'0000000000000000', X'01',
+            NULL, NULL, '{}');""")
+    con.commit()
+    con.close()
+    store = FeatureStore(old)
+    assert store.get("v0", "toy-1").values.tolist() == [[1.0]] and store.get("v0", "toy-1").scores is None
+    fs = _fs("v1")
+    fs.scores = np.linspace(0.5, 1.0, len(fs)).astype(np.float32)
+    store.put(fs)
+    np.testing.assert_array_equal(store.get("v1", fs.key).scores, fs.scores)

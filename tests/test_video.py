@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from affectfuse.errors import MediaError, NoAudioError
+from affectfuse.io import frames as F
 from affectfuse.io import video as V
 from affectfuse.io.synthetic import read_frame_code
 
@@ -38,7 +39,7 @@ def test_probe_vfr_times_and_frames(make_video):
     path, times = make_video("vfr.mp4", frame_times=written, size=SMALL)
     info = V.probe(path)
     np.testing.assert_allclose(info.frame_times, written, atol=1e-6)
-    fb = V.read_frames(path, np.arange(8), info=info)
+    fb = F.read_frames(path, np.arange(8), info=info)
     assert codes(fb) == list(range(8)) and fb.valid.all()
     np.testing.assert_allclose(fb.times, written, atol=1e-6)
 
@@ -46,12 +47,12 @@ def test_probe_vfr_times_and_frames(make_video):
 # --------------------------------------------------------------------------------------- read_frames
 
 
-@pytest.mark.parametrize("strategy", V.STRATEGIES)
+@pytest.mark.parametrize("strategy", F.STRATEGIES)
 def test_read_frames_exact_frames_every_strategy(make_video, strategy):
     path, times = make_video("gop.mp4", duration=4.0, fps=30, size=SMALL, gop=5, audio=False)
     info = V.probe(path)
     for idx in ([0, 7, 8, 50, 51, 119], [119, 3, 64, 3, 0, 64, 64, 77], [60] * 4, [118, 2]):
-        fb = V._read_frames(path, idx, info=info, strategy=strategy)
+        fb = F._read_frames(path, idx, info=info, strategy=strategy)
         assert codes(fb) == list(idx), (strategy, idx)
         assert fb.valid.all() and fb.indices.tolist() == list(idx)
         np.testing.assert_allclose(fb.times, times[idx], atol=1e-9)
@@ -63,16 +64,16 @@ def test_skip_strategy_decodes_only_needed_gops(make_video, monkeypatch):
     path, _ = make_video("gop10.mp4", duration=4.0, fps=30, size=SMALL, gop=10, audio=False)
     info = V.probe(path)
     counts, n = {}, [0]
-    real = V._Decoder._decode_packet
+    real = F._Decoder._decode_packet
 
     def counting(self, pkt):
         n[0] += 1
         return real(self, pkt)
 
-    monkeypatch.setattr(V._Decoder, "_decode_packet", counting)
+    monkeypatch.setattr(F._Decoder, "_decode_packet", counting)
     for st in ("skip", "sequential"):
         n[0] = 0
-        fb = V._read_frames(path, [5, 101], info=info, strategy=st)
+        fb = F._read_frames(path, [5, 101], info=info, strategy=st)
         assert codes(fb) == [5, 101]
         counts[st] = n[0]
     assert counts["sequential"] >= 100
@@ -82,26 +83,26 @@ def test_skip_strategy_decodes_only_needed_gops(make_video, monkeypatch):
 def test_read_frames_max_side_huge_frame(make_video):
     path, _ = make_video("big.mp4", duration=2 / 30, fps=30, size=(2560, 1440), audio=False)
     info = V.probe(path)
-    fb = V.read_frames(path, [1, 0, 1], info=info, max_side=640)
+    fb = F.read_frames(path, [1, 0, 1], info=info, max_side=640)
     assert fb.pixels.shape == (3, 360, 640, 3)
     assert codes(fb, scale=640 / 2560) == [1, 0, 1]
     assert any("downscaled" in n for n in fb.notes)
-    same = V.read_frames(path, [1], info=info, max_side=4000)  # never upscaled
+    same = F.read_frames(path, [1], info=info, max_side=4000)  # never upscaled
     assert same.pixels.shape == (1, 1440, 2560, 3) and not same.notes
 
 
 def test_read_frames_bad_indices(make_video):
     path, _ = make_video("i.mp4", duration=0.5, fps=30, size=SMALL, audio=False)
     with pytest.raises(ValueError, match=r"i\.mp4.*\[0, 14\]"):
-        V.read_frames(path, [0, 15])
-    assert len(V.read_frames(path, [])) == 0
+        F.read_frames(path, [0, 15])
+    assert len(F.read_frames(path, [])) == 0
 
 
 def test_iter_frame_windows_one_pass(make_video):
     path, times = make_video("w.mp4", duration=3.0, fps=30, size=SMALL, gop=25, audio=False)
     got_idx, got_codes, sizes = [], [], []
     wanted = np.r_[np.arange(0, 90, 2), [3]]  # unsorted input: sorted on output
-    for b in V.iter_frame_windows(path, wanted, window=16):
+    for b in F.iter_frame_windows(path, wanted, window=16):
         sizes.append(len(b))
         assert b.valid.all()
         got_idx += b.indices.tolist()
@@ -115,7 +116,7 @@ def test_unicode_and_spaces_in_name(make_video):
     path, _ = make_video("my clip é 视频 (1).mp4", duration=0.3, fps=30, size=SMALL)
     info = V.probe(path)
     assert info.n_frames == 9
-    assert codes(V.read_frames(path, [8, 1], info=info)) == [8, 1]
+    assert codes(F.read_frames(path, [8, 1], info=info)) == [8, 1]
     audio, _ = V.read_audio(path)
     assert len(audio) > 0
 
@@ -191,7 +192,7 @@ def test_no_audio_and_audio_only(make_video):
     assert not info.has_video and info.frame_times.shape == (0,) and info.has_audio
     assert info.duration == pytest.approx(1.5, abs=0.1)
     with pytest.raises(MediaError, match="voice.mp4.*video"):
-        V.read_frames(path, [0], info=info)
+        F.read_frames(path, [0], info=info)
     audio, start = V.read_audio(path, info=info)
     assert abs(start) < 1e-3 and len(audio) == pytest.approx(24000, abs=1100)
 
@@ -237,7 +238,7 @@ def test_truncated_mp4(make_video, tmp_path):
     cut.write_bytes(data[: len(data) // 2])
     info = V.probe(cut)
     assert 10 < info.n_frames < 90
-    fb = V.read_frames(cut, np.arange(info.n_frames), info=info)
+    fb = F.read_frames(cut, np.arange(info.n_frames), info=info)
     assert 0 < fb.valid.sum() <= info.n_frames
     assert codes(fb)[: fb.valid.sum()] == list(range(fb.valid.sum()))  # what decodes is right
     if not fb.valid.all():
@@ -245,10 +246,10 @@ def test_truncated_mp4(make_video, tmp_path):
         assert not fb.pixels[~fb.valid].any()
     # the full-length frame list of the intact file: the missing tail is marked invalid, not faked
     full = V.probe(fs)
-    fb = V.read_frames(cut, [0, 45, 89], info=full)
+    fb = F.read_frames(cut, [0, 45, 89], info=full)
     assert fb.valid.tolist() == [True, False, False] and codes(fb)[0] == 0
     with pytest.raises(MediaError, match="cut_half.mp4.*none of the"):
-        V.read_frames(cut, [80, 89], info=full)
+        F.read_frames(cut, [80, 89], info=full)
     audio, _ = V.read_audio(cut)  # audio also keeps what decodes
     assert 0 < len(audio) < 3 * 16000
 
@@ -262,7 +263,7 @@ def test_real_carphone(real_asset):
     assert info.n_frames == 120 and (info.width, info.height) == (176, 144) and not info.has_audio
     np.testing.assert_allclose(info.frame_times, np.arange(120) * 1001 / 30000, atol=1e-6)
     idx = [119, 0, 60, 60]
-    fb = V.read_frames(path, idx, info=info)
+    fb = F.read_frames(path, idx, info=info)
     assert fb.valid.all()
     with av.open(str(path)) as c:  # independent reference: plain full decode with PyAV
         ref = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
@@ -279,7 +280,7 @@ def test_real_hevc_mov(real_asset):
     assert info.n_frames == 169 and t[0] == 0.0 and np.all(np.diff(t) > 0)
     assert t[-1] < info.duration < t[-1] + 0.2 and info.duration == pytest.approx(6.38, abs=0.05)
     assert (info.width, info.height) == (960, 540) and info.has_audio and info.audio_sample_rate == 44100
-    fb = V.read_frames(path, [0, 84, 168], info=info, max_side=320)
+    fb = F.read_frames(path, [0, 84, 168], info=info, max_side=320)
     assert fb.valid.all() and fb.pixels.shape == (3, 180, 320, 3)
     assert fb.pixels.std() > 5  # real picture content, not zeros
     audio, start = V.read_audio(path, info=info)

@@ -38,8 +38,8 @@ _LAZY = {
     "list_models": ("affectfuse.models", "list_models"),
     "TaskSpec": ("affectfuse.tasks.spec", "TaskSpec"),
     "get_task": ("affectfuse.tasks.spec", "get_task"),
-    "extract": ("affectfuse.pipeline", "extract"),
-    "ExtractConfig": ("affectfuse.pipeline", "ExtractConfig"),
+    "extract": ("affectfuse.extraction.run", "extract"),
+    "ExtractConfig": ("affectfuse.extraction.config", "ExtractConfig"),
 }
 
 

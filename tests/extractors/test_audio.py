@@ -173,13 +173,13 @@ def htk_deltas_loop(m: np.ndarray, width: int = 2) -> np.ndarray:
 def test_logmel_stats_matches_torch_stft_reference_and_ignores_padding():
     rows = [speechlike(12000, 1), speechlike(5000, 2), speechlike(150, 3)]  # 150 samples: one frame
     ex = create_extractor("logmel_stats", deltas=True)
-    out = ex(padded(rows, total=16000))
+    out = ex(padded(rows, total=16000)).values
     for i, r in enumerate(rows):
         ref = reference_logmel(r)
         d = htk_deltas_loop(ref)
         expect = np.concatenate([ref.mean(1), ref.std(1), d.mean(1), d.std(1)])
         np.testing.assert_allclose(out[i], expect, rtol=1e-4, atol=2e-3)
-        alone = ex(padded([r]))[0]
+        alone = ex(padded([r])).values[0]
         np.testing.assert_allclose(out[i], alone, rtol=0, atol=1e-5)  # padding never enters
     assert ref.shape[1] == 1 and np.all(out[2, 128:] == 0)  # one frame: zero deltas, zero stds
 
@@ -187,7 +187,7 @@ def test_logmel_stats_matches_torch_stft_reference_and_ignores_padding():
 def test_logmel_stats_tone_lands_in_its_band():
     t = np.arange(SR) / SR
     ex = create_extractor("logmel_stats", n_mels=40)
-    peaks = [int(np.argmax(ex(padded([0.5 * np.sin(2 * np.pi * f * t).astype(np.float32)]))[0, :40])) for f in (300, 1000, 4000)]
+    peaks = [int(np.argmax(ex(padded([0.5 * np.sin(2 * np.pi * f * t).astype(np.float32)])).values[0, :40])) for f in (300, 1000, 4000)]
     from transformers.audio_utils import mel_filter_bank
 
     fb = mel_filter_bank(num_frequency_bins=257, num_mel_filters=40, min_frequency=0, max_frequency=8000,
@@ -226,29 +226,29 @@ def test_hf_speech_equals_direct_transformers(tiny_dirs, kind, name, layer):
     assert ex.dim == (24 if name == "wavlm_xvector" else 32)
     # rows: full, shorter (padded in the batch), shorter than the minimum, a repeat of the full length
     rows = [speechlike(8000, 1), speechlike(5600, 2), speechlike(300, 3), speechlike(8000, 4), np.zeros(0, np.float32)]
-    out = ex(padded(rows, total=9000))
+    out = ex(padded(rows, total=9000)).values
     # minimum length worked out by hand: conv stack (10,3,3,3,3,2,2)/(5,2,2,2,2,2,2) -> 400 samples per
     # frame + 320 per extra frame; x-vector TDNN (5,3,3,1,1)/(1,2,3,1,1) needs 2 + 4 + 4 + 6 = 16 frames
     min_len = 400 + 15 * 320 if name == "wavlm_xvector" else 400
     assert ex._min_len == min_len
     for i, r in enumerate(rows[:4]):
         np.testing.assert_allclose(out[i], direct_hf(d, r, min_len, name == "wavlm_xvector", layer), rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(ex(padded(rows[1:2]))[0], out[1], atol=1e-5)  # alone, unpadded
+    np.testing.assert_allclose(ex(padded(rows[1:2])).values[0], out[1], atol=1e-5)  # alone, unpadded
     assert np.all(out[4] == 0) and np.isfinite(out).all()  # empty row: defined, finite
 
 
 def test_hf_speech_bf16_and_missing_feature_extractor(tiny_dirs):
     rows = [speechlike(6000, 5), speechlike(4000, 6)]
-    ref = create_extractor("hf_speech", model=str(tiny_dirs["hubert"]))(padded(rows))
+    ref = create_extractor("hf_speech", model=str(tiny_dirs["hubert"]))(padded(rows)).values
     bf = create_extractor("hf_speech", model=str(tiny_dirs["hubert"]), dtype="bfloat16")
-    got = bf(padded(rows))
-    assert next(bf._model.parameters()).dtype == torch.bfloat16
+    got = bf(padded(rows)).values
+    assert next(bf.net.parameters()).dtype == torch.bfloat16
     cos = (got * ref).sum(1) / np.linalg.norm(got, axis=1) / np.linalg.norm(ref, axis=1)
     assert cos.min() > 0.99 and not np.array_equal(got, ref)
     # no preprocessor_config.json: Wav2Vec2FeatureExtractor defaults (normalisation on), with a warning
     ex = create_extractor("hf_speech", model=str(tiny_dirs["no_fe"]))
     with pytest.warns(UserWarning, match="no feature extractor config"):
-        out = ex(padded(rows))
+        out = ex(padded(rows)).values
     np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-5)  # same weights, same normalisation
 
 
@@ -299,21 +299,21 @@ def test_jmt_resnet18_front_end_weights_and_padding(tmp_path):
     sd3 = import_torchvision().models.resnet18(weights=None).state_dict()  # ImageNet-layout: 3-channel conv1
     torch.save({"state_dict": {f"module.{k}": v for k, v in sd3.items()}}, tmp_path / "imagenet_like.pth")
     ex = create_extractor("jmt_resnet18", weights=str(tmp_path / "imagenet_like.pth"), batch_size=2)
-    out = ex(padded(rows))
+    out = ex(padded(rows)).values
     ref_net = tv_resnet18_1ch(sd3)
     with torch.no_grad():
         for i, r in enumerate(rows):
             spec = torch.from_numpy(reference_jmt_spectrogram(r)).float()[None, None]
             np.testing.assert_allclose(out[i], ref_net(spec)[0].numpy(), rtol=1e-3, atol=1e-4)
-    np.testing.assert_allclose(ex(padded(rows[1:2]))[0], out[1], atol=1e-4)  # padding never enters
+    np.testing.assert_allclose(ex(padded(rows[1:2])).values[0], out[1], atol=1e-4)  # padding never enters
 
     # round trip: the loaded 1-channel network saved as safetensors gives the same features
     from safetensors.torch import save_file
 
     save_file({k: v.contiguous() for k, v in ex.net.state_dict().items()}, tmp_path / "jmt.safetensors")
-    again = create_extractor("jmt_resnet18", weights=str(tmp_path / "jmt.safetensors"))(padded(rows))
+    again = create_extractor("jmt_resnet18", weights=str(tmp_path / "jmt.safetensors"))(padded(rows)).values
     np.testing.assert_allclose(again, out, atol=1e-5)
-    assert not np.allclose(create_extractor("jmt_resnet18")(padded(rows[:1])), out[:1], atol=1e-3)  # weights matter
+    assert not np.allclose(create_extractor("jmt_resnet18")(padded(rows[:1])).values, out[:1], atol=1e-3)  # weights matter
 
     torch.save({"conv1.weight": torch.zeros(64, 1, 7, 7)}, tmp_path / "partial.pt")
     with pytest.raises(ValueError, match=r"partial\.pt: does not match the torchvision ResNet layout"):
@@ -346,9 +346,9 @@ def test_deepspectrum_image_network_and_checkpoint_round_trip(tmp_path):
     np.testing.assert_allclose(img[-1, -1], cmap(norm[0, t - 1])[:3], atol=1e-5)  # bottom-right
     assert ex.mel_db(rows[2]).shape == (32, 1)
 
-    out = ex(padded(rows))
+    out = ex(padded(rows)).values
     assert out.shape == (3, 1024) and np.isfinite(out).all() and (out >= 0).all()  # ReLU + average pool
-    np.testing.assert_allclose(ex(padded(rows[1:2]))[0], out[1], atol=1e-5)
+    np.testing.assert_allclose(ex(padded(rows[1:2])).values[0], out[1], atol=1e-5)
     # direct torchvision computation with the same weights
     with torch.no_grad():
         feats = ex.net.features(torch.from_numpy(np.stack([ex.image(r) for r in rows])))
@@ -359,7 +359,7 @@ def test_deepspectrum_image_network_and_checkpoint_round_trip(tmp_path):
     sd["classifier.weight"], sd["classifier.bias"] = torch.zeros(1000, 1024), torch.zeros(1000)
     torch.save(sd, tmp_path / "densenet121_old.pth")
     again = create_extractor("deepspectrum", n_mels=32, weights=str(tmp_path / "densenet121_old.pth"))
-    np.testing.assert_allclose(again(padded(rows[:2])), out[:2], atol=1e-5)
+    np.testing.assert_allclose(again(padded(rows[:2])).values, out[:2], atol=1e-5)
 
 
 # -- the offline default: Resemblyzer GE2E -------------------------------------------------------------
@@ -401,7 +401,7 @@ def test_resemblyzer_weights_load_and_embeddings_are_speaker_sensitive():
     low = [synthetic_voice(rng, 110, 1.0, 0.0) for _ in range(4)]  # "voice A": low pitch, long tract
     high = [synthetic_voice(rng, 220, 1.2, 0.3) for _ in range(4)]  # "voice B": high pitch, short tract, breathy
     ex = create_extractor("resemblyzer_ge2e")
-    e = ex(padded(low + high))
+    e = ex(padded(low + high)).values
     assert e.shape == (8, 256) and np.isfinite(e).all() and (e >= 0).all()
     np.testing.assert_allclose(np.linalg.norm(e, axis=1), 1, atol=1e-5)
     s = e @ e.T
@@ -415,14 +415,14 @@ def test_resemblyzer_weights_load_and_embeddings_are_speaker_sensitive():
 def test_resemblyzer_padding_volume_and_dtype():
     rows = [speechlike(24000, 1) * 0.05, speechlike(8000, 2) * 0.05, speechlike(40000, 3)]  # quiet, quiet, loud
     ex = create_extractor("resemblyzer_ge2e", batch_size=2)
-    out = ex(padded(rows, total=48000))
-    np.testing.assert_allclose(ex(padded(rows[1:2]))[0], out[1], atol=1e-5)  # padding never enters
+    out = ex(padded(rows, total=48000)).values
+    np.testing.assert_allclose(ex(padded(rows[1:2])).values[0], out[1], atol=1e-5)  # padding never enters
     # quiet input is raised to -30 dBFS (increase only), so halving it changes nothing ...
-    np.testing.assert_allclose(ex(padded([rows[0] * 0.5]))[0], out[0], atol=1e-4)
+    np.testing.assert_allclose(ex(padded([rows[0] * 0.5])).values[0], out[0], atol=1e-4)
     # ... unless volume normalisation is off (the encoder sees mel power, so level matters)
     raw = create_extractor("resemblyzer_ge2e", normalize_volume=False)
-    assert np.abs(raw(padded([rows[0] * 0.5]))[0] - raw(padded([rows[0]]))[0]).max() > 1e-3
-    bf = create_extractor("resemblyzer_ge2e", dtype="bfloat16")(padded(rows))
+    assert np.abs(raw(padded([rows[0] * 0.5])).values[0] - raw(padded([rows[0]])).values[0]).max() > 1e-3
+    bf = create_extractor("resemblyzer_ge2e", dtype="bfloat16")(padded(rows)).values
     assert ((bf * out).sum(1)).min() > 0.98
-    silent = ex(ExtractorInput(audio=np.zeros((2, 800), np.float32), audio_lengths=np.array([800, 0])))
+    silent = ex(ExtractorInput(audio=np.zeros((2, 800), np.float32), audio_lengths=np.array([800, 0]))).values
     assert np.isfinite(silent).all() and np.all(silent[1] == 0)

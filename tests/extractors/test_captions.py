@@ -169,8 +169,9 @@ def test_clip_caption_roberta_matches_independent_computation(tiny_models):
     ex = create_extractor("clip_caption_roberta", clip_model=str(cdir), text_model=str(rdir))
     assert ex.dim == 32 and ex.modality == "text" and ex.contract.kind == "face"
     imgs = _images()
-    out = ex(ExtractorInput(images=imgs))
+    out = ex(ExtractorInput(images=imgs)).values
     assert out.shape == (4, 32) and out.dtype == np.float32
+    choice = ex.choose(imgs)
 
     # independent: CLIP towers + projections by hand, cosine, argmax
     clip = CLIPModel.from_pretrained(cdir).eval()
@@ -184,19 +185,19 @@ def test_clip_caption_roberta_matches_independent_computation(tiny_models):
     img = img / img.norm(dim=-1, keepdim=True)
     txt = txt / txt.norm(dim=-1, keepdim=True)
     sims = (img @ txt.T).numpy()
-    np.testing.assert_array_equal(ex.last_choice, sims.argmax(1))
-    np.testing.assert_allclose(ex.last_similarity, sims, atol=1e-5)
-    assert len(set(ex.last_choice.tolist())) >= 2  # not a constant answer
+    np.testing.assert_array_equal(choice, sims.argmax(1))
+    np.testing.assert_allclose(ex.similarity(imgs), sims, atol=1e-5)
+    assert len(set(choice.tolist())) >= 2  # not a constant answer
 
     # independent: RoBERTa CLS of each chosen sentence, encoded alone (ViPER: max_length 16)
     rob = RobertaModel.from_pretrained(rdir).eval()
     rtok = RobertaTokenizer.from_pretrained(rdir)
-    for i, c in enumerate(ex.last_choice):
+    for i, c in enumerate(choice):
         enc = rtok(sentences[c], truncation=True, max_length=16, return_tensors="pt")
         with torch.no_grad():
             cls = rob(**enc).last_hidden_state[0, 0].numpy()
         np.testing.assert_allclose(out[i], cls, atol=1e-5)
-    assert ex.captions() == [sentences[c] for c in ex.last_choice]
+    assert ex.captions(choice) == [sentences[c] for c in choice]
 
 
 def test_clip_caption_roberta_params(tiny_models, tmp_path):
@@ -212,8 +213,8 @@ def test_clip_caption_roberta_params(tiny_models, tmp_path):
     p.write_text("groups:\n  Surprise: [\"Wow, what a face.\"]\n  Neutral: [Nothing happens here.]\n")
     custom = create_extractor("clip_caption_roberta", clip_model=str(cdir), text_model=str(rdir), templates=str(p))
     assert custom.key != base.key and len(custom.templates) == 2
-    out = custom(ExtractorInput(images=_images()[:2]))
-    assert out.shape == (2, 32) and set(custom.last_choice.tolist()) <= {0, 1}
+    out = custom(ExtractorInput(images=_images()[:2])).values
+    assert out.shape == (2, 32) and set(custom.choose(_images()[:2]).tolist()) <= {0, 1}
     with pytest.raises(OSError, match="local directory"):
         create_extractor("clip_caption_roberta", clip_model=str(tmp_path / "missing"), text_model=str(rdir)).load()
 
@@ -233,14 +234,15 @@ def test_caption_offline_real_models(real_asset):
     imgs = np.stack([face("0-f15-hao-ph.jpg", (109, 105, 384, 484)), face("0-f1-su-ph.jpg", (119, 100, 395, 474))])
     ex = create_extractor("caption_offline")
     assert ex.dim == 384 and ex.modality == "text" and ex.contract.image_size == 112
-    out = ex(ExtractorInput(images=imgs))
+    out = ex(ExtractorInput(images=imgs)).values
     assert out.shape == (2, 384)
     t = ex.templates
-    assert t.groups[ex.last_choice[0]] in ("Amusement", "Adoration")  # happy portrait -> positive caption
-    assert t.groups[ex.last_choice[1]] == "Surprise"
+    choice = ex.choose(imgs)
+    assert t.groups[choice[0]] in ("Amusement", "Adoration")  # happy portrait -> positive caption
+    assert t.groups[choice[1]] == "Surprise"
     np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-5)
     st = SentenceTransformer(ex.text_model_path(), device="cpu")
-    ref = st.encode(ex.captions(), normalize_embeddings=True)
+    ref = st.encode(ex.captions(choice), normalize_embeddings=True)
     cos = (out * ref).sum(1) / np.linalg.norm(ref, axis=1)
     assert (cos > 0.999).all(), cos
     with pytest.raises(TypeError, match="accepted: text_model, templates, max_length, batch_size"):

@@ -128,9 +128,9 @@ def test_faceapi_batch_equals_single_rows(faceapi):
 def test_faceapi_output_modes_and_contract(faceapi):
     imgs = np.stack([pattern(112, 112, 1, 2, 3), pattern(112, 112, 2, 5, 11)])
     batch = ExtractorInput(images=imgs)
-    both = faceapi(batch)
-    probs = create_extractor("faceapi_expression")(batch)
-    feat = create_extractor("faceapi_expression", output="feature")(batch)
+    both = faceapi(batch).values
+    probs = create_extractor("faceapi_expression")(batch).values
+    feat = create_extractor("faceapi_expression", output="feature")(batch).values
     assert both.shape == (2, 263) and probs.shape == (2, 7) and feat.shape == (2, 256)
     assert both.dtype == np.float32
     np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-5)
@@ -179,17 +179,14 @@ def test_faceapi_weights_match_manifest():
 # ---------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def mesh():
-    ex = FaceMeshGeometry()
-    ex.load()
-    ex._loaded = True
-    return ex
+    return FaceMeshGeometry().load()
 
 
 @pytest.fixture(scope="module")
 def face_measures(mesh, faces):
     crops = np.stack([crop(faces[n], BOXES[n], size=256) for n in BOXES])
-    out = mesh(ExtractorInput(images=crops))
-    return crops, out, mesh.last_valid.copy()
+    out, valid = mesh(ExtractorInput(images=crops))
+    return crops, out, valid
 
 
 def col(name: str) -> int:
@@ -231,15 +228,15 @@ def test_facemesh_no_face_gives_zeros_and_invalid(mesh, faces, real_asset, face_
     noface = np.asarray(Image.fromarray(land).resize((256, 256)))
     imgs = np.stack([crops[0], noface, np.full((256, 256, 3), 128, np.uint8)])
     batch = ExtractorInput(images=imgs)
-    out = mesh(batch)
-    np.testing.assert_array_equal(mesh.last_valid, [True, False, False])
+    out, valid = mesh(batch)
+    np.testing.assert_array_equal(valid, [True, False, False])
     assert np.isfinite(out).all() and (out[1:] == 0).all()
     np.testing.assert_allclose(out[0], ref[0], atol=1e-5)
     assert np.isnan(mesh.measure(imgs[1:2])).all()
-    # detect_valid reuses the last pass for the same batch, and runs the mesh for a new one
-    np.testing.assert_array_equal(mesh.detect_valid(batch), [True, False, False])
-    np.testing.assert_array_equal(mesh.detect_valid(ExtractorInput(images=imgs[::-1].copy())), [False, False, True])
-    assert mesh.detect_valid(ExtractorInput(images=np.zeros((0, 256, 256, 3), np.uint8))).shape == (0,)
+    # the valid mask comes with every call: the same batch again, a new one, an empty one
+    np.testing.assert_array_equal(mesh(batch).valid, [True, False, False])
+    np.testing.assert_array_equal(mesh(ExtractorInput(images=imgs[::-1].copy())).valid, [False, False, True])
+    assert mesh(ExtractorInput(images=np.zeros((0, 256, 256, 3), np.uint8))).valid.shape == (0,)
 
 
 def test_geometry_similarity_invariance_and_definitions(mesh, faces):

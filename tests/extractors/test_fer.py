@@ -92,10 +92,7 @@ def net():
 
 @pytest.fixture(scope="module")
 def fer():
-    ex = create_extractor("fer_expression")
-    ex.load()
-    ex._loaded = True
-    return ex
+    return create_extractor("fer_expression").load()
 
 
 @pytest.fixture(scope="module")
@@ -205,27 +202,27 @@ def test_graph_is_the_files_model(net):
 def test_probabilities_sum_to_one_and_batching(fer):
     rng = np.random.default_rng(0)
     imgs = rng.integers(0, 256, (9, 64, 64, 3), dtype=np.uint8)
-    out = fer(ExtractorInput(images=imgs))
+    out = fer(ExtractorInput(images=imgs)).values
     assert out.shape == (9, 7) and out.dtype == np.float32
     assert (out >= 0).all()
     np.testing.assert_allclose(out.sum(1), 1.0, atol=1e-5)
     one = create_extractor("fer_expression", batch_size=2)
-    np.testing.assert_allclose(one(ExtractorInput(images=imgs)), out, atol=1e-6)
+    np.testing.assert_allclose(one(ExtractorInput(images=imgs)).values, out, atol=1e-6)
     assert one.key == fer.key  # batch_size does not change the output, so not the key
 
 
 def test_invalid_rows_are_zero_and_others_unchanged(fer):
     rng = np.random.default_rng(1)
     imgs = rng.integers(0, 256, (4, 64, 64, 3), dtype=np.uint8)
-    full = fer(ExtractorInput(images=imgs))
+    full = fer(ExtractorInput(images=imgs)).values
     valid = np.array([True, False, True, False])
-    part = fer(ExtractorInput(images=imgs, valid=valid))
+    part = fer(ExtractorInput(images=imgs, valid=valid)).values
     np.testing.assert_array_equal(part[~valid], 0)
     np.testing.assert_allclose(part[valid], full[valid], atol=1e-6)
 
 
 def test_real_faces(fer, portraits):
-    probs = fer(ExtractorInput(images=np.stack(list(portraits.values()))))  # (6, 7)
+    probs = fer(ExtractorInput(images=np.stack(list(portraits.values())))).values  # (6, 7)
     top = {n: FER_EMOTIONS[int(p.argmax())] for n, p in zip(portraits, probs)}
     col = FER_EMOTIONS.index
     p = dict(zip(portraits, probs))

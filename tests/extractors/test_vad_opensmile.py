@@ -70,10 +70,7 @@ def padded_batch(rows: list[np.ndarray], fill: float = 0.7, valid=None) -> Extra
 # -- Silero VAD -------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def vad():
-    ex = create_extractor("silero_vad")
-    ex.load()
-    ex._loaded = True
-    return ex
+    return create_extractor("silero_vad").load()
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +107,7 @@ def test_silero_matches_jit_frame_by_frame(vad, jit_model):
     speech = voiced(1.5, seed=3)
     rng = np.random.default_rng(7)
     rows = [speech, speech[:100], speech[:512], speech[4000:4700], (0.05 * rng.standard_normal(3000)).astype(np.float32)]
-    out = vad(padded_batch(rows))
+    out = vad(padded_batch(rows)).values
     ref = [jit_probs(jit_model, r) for r in rows]
     assert [len(p) for p in ref] == [47, 1, 1, 2, 6]
     for r, p, o in zip(rows, ref, out):
@@ -123,8 +120,8 @@ def test_silero_matches_jit_frame_by_frame(vad, jit_model):
 def test_silero_streaming_state_is_reset_per_fragment(vad, jit_model):
     """A fragment's result does not depend on what came before it in the batch or on the batch size."""
     a, b = voiced(1.0, seed=0), voiced(1.0, seed=1)
-    together = vad(ExtractorInput(audio=np.stack([a, b])))
-    alone = vad(ExtractorInput(audio=b[None]))
+    together = vad(ExtractorInput(audio=np.stack([a, b]))).values
+    alone = vad(ExtractorInput(audio=b[None])).values
     np.testing.assert_allclose(together[1], alone[0], atol=1e-6)
     # the JIT model, *not* reset between the two, carries state: so the reset matters
     import torch
@@ -140,7 +137,7 @@ def test_silero_streaming_state_is_reset_per_fragment(vad, jit_model):
 def test_silero_speech_vs_non_speech(vad):
     neg = non_speech(2.0)
     pos = [voiced(2.0, seed=s) for s in (0, 2)]
-    out = vad(ExtractorInput(audio=np.stack([*neg.values(), *pos]).astype(np.float32)))
+    out = vad(ExtractorInput(audio=np.stack([*neg.values(), *pos]).astype(np.float32))).values
     for name, row in zip(neg, out[: len(neg)]):
         assert row[1] < 0.25 and row[2] == 0.0, (name, row)
         assert row[0] < 0.05, (name, row)
@@ -154,7 +151,7 @@ def test_silero_threshold_and_stats(vad):
     p = vad.chunk_probs([x])[0].astype(np.float64)
     assert len(p) == 32  # ceil(16000 / 512)
     ex = create_extractor("silero_vad", threshold=0.2)
-    np.testing.assert_allclose(ex(ExtractorInput(audio=x[None]))[0], [p.mean(), p.max(), (p > 0.2).mean()], atol=1e-6)
+    np.testing.assert_allclose(ex(ExtractorInput(audio=x[None])).values[0], [p.mean(), p.max(), (p > 0.2).mean()], atol=1e-6)
     assert (p > 0.2).mean() != (p > 0.5).mean()  # the threshold matters on this signal
 
 
@@ -175,9 +172,9 @@ def test_silero_chunking():
 
 def test_silero_invalid_and_empty_rows(vad):
     x = voiced(0.5)
-    out = vad(padded_batch([x, x, x[:0]], valid=np.array([True, False, True])))
+    out = vad(padded_batch([x, x, x[:0]], valid=np.array([True, False, True]))).values
     assert out[0, 1] > 0 and np.all(out[1:] == 0)
-    assert vad(ExtractorInput(audio=np.zeros((0, 10), np.float32))).shape == (0, 3)
+    assert vad(ExtractorInput(audio=np.zeros((0, 10), np.float32))).values.shape == (0, 3)
 
 
 def test_silero_errors(tmp_path):
@@ -213,12 +210,12 @@ def test_opensmile_egemaps_matches_direct_call(opensmile):
     ex = create_extractor("opensmile")
     assert ex.dim == 88 and ex.modality == "audio" and ex.contract.sample_rate == SR
     a, b = voiced(1.0, seed=0), voiced(0.7, seed=1)
-    out = ex(padded_batch([a, b]))  # b is padded with 0.7 for 0.3 s
+    out = ex(padded_batch([a, b])).values  # b is padded with 0.7 for 0.3 s
     assert out.shape == (2, 88) and np.all(np.isfinite(out))
     np.testing.assert_allclose(out[0], _direct(opensmile, a, opensmile.FeatureSet.eGeMAPSv02), rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(out[1], _direct(opensmile, b, opensmile.FeatureSet.eGeMAPSv02), rtol=1e-6, atol=1e-6)
     # padding invariance: the padded row equals the fragment alone
-    np.testing.assert_array_equal(out[1], ex(ExtractorInput(audio=b[None]))[0])
+    np.testing.assert_array_equal(out[1], ex(ExtractorInput(audio=b[None])).values[0])
     assert not np.allclose(out[0], out[1])
     names = ex.feature_names
     assert len(names) == 88 and names[0].startswith("F0semitoneFrom27.5Hz")
@@ -233,7 +230,7 @@ def test_opensmile_short_fragments_padded_to_60ms(opensmile):
         warnings.simplefilter("ignore", UserWarning)
         assert np.isnan(_direct(opensmile, x, opensmile.FeatureSet.eGeMAPSv02)).all()
         ref = _direct(opensmile, np.pad(x, (0, 960 - len(x))), opensmile.FeatureSet.eGeMAPSv02)
-    out = ex(padded_batch([x, voiced(0.2)]))
+    out = ex(padded_batch([x, voiced(0.2)])).values
     assert np.all(np.isfinite(out))
     np.testing.assert_allclose(out[0], ref, rtol=1e-6, atol=1e-6)
 
@@ -241,7 +238,7 @@ def test_opensmile_short_fragments_padded_to_60ms(opensmile):
 def test_opensmile_clips_out_of_range_samples(opensmile):
     ex = create_extractor("opensmile")
     x = 4 * voiced(0.5, seed=5)  # peaks at 1.2: openSMILE's int16 conversion would wrap around
-    out = ex(ExtractorInput(audio=x[None]))[0]
+    out = ex(ExtractorInput(audio=x[None])).values[0]
     np.testing.assert_allclose(out, _direct(opensmile, np.clip(x, -1, 32767 / 32768), opensmile.FeatureSet.eGeMAPSv02), rtol=1e-6, atol=1e-6)
     assert not np.allclose(out, _direct(opensmile, x, opensmile.FeatureSet.eGeMAPSv02), rtol=1e-3)
 
@@ -250,7 +247,7 @@ def test_opensmile_compare_2016(opensmile):
     ex = create_extractor("opensmile", feature_set="ComParE_2016")
     assert ex.dim == 6373 and ex.key != create_extractor("opensmile").key
     x = voiced(0.5, seed=6)
-    out = ex(ExtractorInput(audio=x[None]))
+    out = ex(ExtractorInput(audio=x[None])).values
     assert out.shape == (1, 6373) and np.all(np.isfinite(out))
     np.testing.assert_allclose(out[0], _direct(opensmile, x, opensmile.FeatureSet.ComParE_2016), rtol=1e-6, atol=1e-6)
 

@@ -185,10 +185,10 @@ def test_bfloat16_close_to_float32_and_deterministic(name, small_kwargs):
     f32 = create_extractor(name, **small_kwargs[name])
     b16 = create_extractor(name, **small_kwargs[name], dtype="bfloat16")
     batch = _batch_for(f32, n=2)
-    a = f32(batch)
+    a = f32(batch).values
     assert a.shape == (2, f32.dim) and a.dtype == np.float32 and np.isfinite(a).all()
-    np.testing.assert_array_equal(a, f32(batch))  # same extractor, same input: bit-identical
-    b = b16(batch)
+    np.testing.assert_array_equal(a, f32(batch).values)  # same extractor, same input: bit-identical
+    b = b16(batch).values
     assert b.dtype == np.float32
     assert _rel_err(b, a) < 0.05, _rel_err(b, a)
     assert _min_cos(b, a) > 0.99
@@ -199,10 +199,10 @@ def test_invalid_rows_are_zero_and_batching_does_not_change_output(name, small_k
     one = create_extractor(name, **small_kwargs[name], batch_size=1)
     many = create_extractor(name, **small_kwargs[name], batch_size=8)
     batch = _batch_for(one, n=4, seed=5)
-    full = many(batch)
-    np.testing.assert_allclose(one(batch), full, rtol=1e-4, atol=1e-5)
+    full = many(batch).values
+    np.testing.assert_allclose(one(batch).values, full, rtol=1e-4, atol=1e-5)
     valid = np.array([True, False, True, False])
-    masked = many(ExtractorInput(images=batch.images, valid=valid))
+    masked = many(ExtractorInput(images=batch.images, valid=valid)).values
     np.testing.assert_allclose(masked[valid], full[valid], rtol=1e-4, atol=1e-5)
     assert not masked[~valid].any()
     with pytest.raises(ValueError, match="valid has 3 rows"):
@@ -248,7 +248,7 @@ def test_vit_cls_equals_vitmodel_cls_token(vit_dirs):
     assert ex.contract.kind == "face" and ex.contract.image_size == 32
     assert ex.contract.mean == (0.4, 0.5, 0.6) and ex.contract.std == (0.2, 0.25, 0.3)
     imgs = _rng_images(3, 32, seed=7)
-    np.testing.assert_allclose(ex(ExtractorInput(images=imgs)), _vit_reference(ViTModel, vit_dirs["base"], imgs), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(ex(ExtractorInput(images=imgs)).values, _vit_reference(ViTModel, vit_dirs["base"], imgs), rtol=1e-4, atol=1e-5)
 
 
 def test_vit_cls_loads_backbone_of_image_classification_checkpoint(vit_dirs):
@@ -258,10 +258,10 @@ def test_vit_cls_loads_backbone_of_image_classification_checkpoint(vit_dirs):
     assert ex.contract.kind == "frame"
     imgs = _rng_images(2, 32, seed=8)
     ref = _vit_reference(ViTForImageClassification, vit_dirs["clf"], imgs)
-    np.testing.assert_allclose(ex(ExtractorInput(images=imgs)), ref, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(ex(ExtractorInput(images=imgs)).values, ref, rtol=1e-4, atol=1e-5)
     other = create_extractor("vit_cls", model=vit_dirs["base"], input="frame")
     assert other.key != ex.key
-    assert not np.allclose(other(ExtractorInput(images=imgs)), ref, atol=1e-3)  # different weights, different output
+    assert not np.allclose(other(ExtractorInput(images=imgs)).values, ref, atol=1e-3)  # different weights, different output
 
 
 def test_vit_cls_describes_hub_models_offline_and_rejects_unknown(tmp_path):
@@ -294,9 +294,9 @@ def test_timm_checkpoint_equals_timm_forward(name, small_kwargs, weight_files):
     with torch.no_grad():
         ref = ref_net(_np_norm(imgs, cfg.mean, cfg.std)).numpy()
     assert ex.dim == ref.shape[1]
-    np.testing.assert_allclose(ex(ExtractorInput(images=imgs)), ref, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(ex(ExtractorInput(images=imgs)).values, ref, rtol=1e-4, atol=1e-5)
     random_init = create_extractor(name, **{k: v for k, v in kw.items() if k not in ("checkpoint", "weights")}, pretrained=False)
-    assert not np.allclose(random_init(ExtractorInput(images=imgs)), ref, atol=1e-3)
+    assert not np.allclose(random_init(ExtractorInput(images=imgs)).values, ref, atol=1e-3)
 
 
 def test_timm_rejects_bad_names_and_mismatched_checkpoints(weight_files, tmp_path):
@@ -365,8 +365,8 @@ def test_mobilenet_real_weights_give_right_imagenet_classes():
     assert ex.dim == 1280 and ex.contract.image_size == 224 and ex.contract.kind == "frame"
     assert ex.contract.mean == (0.485, 0.456, 0.406) and ex.contract.std == (0.229, 0.224, 0.225)
     imgs = np.stack([_imagenet_crop(data.chelsea()), _imagenet_crop(data.coffee())])
-    feats = ex(ExtractorInput(images=imgs))  # (2, 1280)
-    np.testing.assert_array_equal(feats, ex(ExtractorInput(images=imgs)))
+    feats = ex(ExtractorInput(images=imgs)).values  # (2, 1280)
+    np.testing.assert_array_equal(feats, ex(ExtractorInput(images=imgs)).values)
     assert (feats >= 0).all()  # pooled ReLU6 activations
     sd = load_state_dict(mobilenet_v2_weights_path())
     logits = feats @ sd["classifier.1.weight"].numpy().T + sd["classifier.1.bias"].numpy()  # (2, 1000)
@@ -379,7 +379,7 @@ def test_mobilenet_real_weights_give_right_imagenet_classes():
     assert 281 <= logits[0].argmax() <= 285, top
     assert prob[0, 281:286].sum() > 0.9, prob[0, 281:286]
     assert top[1] == "espresso" and prob[1].max() > 0.9, top
-    b16 = create_extractor("mobilenetv2_imagenet", dtype="bfloat16")(ExtractorInput(images=imgs))
+    b16 = create_extractor("mobilenetv2_imagenet", dtype="bfloat16")(ExtractorInput(images=imgs)).values
     assert _rel_err(b16, feats) < 0.06 and _min_cos(b16, feats) > 0.998, (_rel_err(b16, feats), _min_cos(b16, feats))  # measured 3.6%, .999
     assert (b16 @ sd["classifier.1.weight"].numpy().T).argmax(1).tolist() == logits.argmax(1).tolist()
 
@@ -402,7 +402,7 @@ def test_r2plus1d_contract_and_checkpoint_equals_torchvision(weight_files):
     x = _np_norm(clips.reshape(8, 48, 48, 3), c.mean, c.std).view(2, 4, 3, 48, 48).permute(0, 2, 1, 3, 4)
     with torch.no_grad():
         ref = net.eval()(x).numpy()  # (2, 512)
-    np.testing.assert_allclose(ex(ExtractorInput(clips=clips)), ref, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(ex(ExtractorInput(clips=clips)).values, ref, rtol=1e-4, atol=1e-5)
     assert ex.key != create_extractor("r2plus1d_18", weights=str(weight_files["r2plus1d_18"]), clip_len=8, image_size=48).key
 
 
@@ -421,7 +421,7 @@ def test_inception_resnet_v1_contract_and_checkpoint_equals_facenet(weight_files
     net.classify = False
     with torch.no_grad():
         ref = net.eval()(x).numpy()
-    out = ex(ExtractorInput(images=faces))
+    out = ex(ExtractorInput(images=faces)).values
     np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-5)
     assert create_extractor("inception_resnet_v1").params["pretrained"] == "vggface2"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +30,7 @@ def parse_sets(sets: list[str]) -> dict[str, dict[str, Any]]:
 
 
 def add_parser(sub, name: str) -> None:
-    from affectfuse.pipeline import DEFAULT_EXTRACTORS
+    from affectfuse.extraction import DEFAULT_EXTRACTORS
 
     p = sub.add_parser(name, help="extract features of videos into a feature store",
                        description="Decode, sample, crop faces and run feature extractors on media files. "
@@ -61,9 +60,10 @@ def add_parser(sub, name: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from affectfuse._config import from_yaml, make_config, to_dict
-    from affectfuse._versions import versions
-    from affectfuse.pipeline import ExtractConfig, extract, list_inputs
+    from affectfuse import extract
+    from affectfuse._config import from_yaml, make_config
+    from affectfuse.extraction import ExtractConfig
+    from affectfuse.io.inputs import list_inputs
 
     base = from_yaml(ExtractConfig, Path(args.config)) if args.config else ExtractConfig()
     over: dict[str, Any] = {k: getattr(args, k) for k in (
@@ -84,12 +84,6 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     print(f"extracting {len(pairs)} media file(s) into {out} with {', '.join(names)}", file=sys.stderr)
     report = extract(pairs, out, cfg, progress=not args.quiet)
-    record = {"command": "extract", "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "config": to_dict(cfg),
-              "keys": report.keys, "versions": versions(), "inputs": len(pairs), "done": len(report.done),
-              "failed": len(report.failed), "interrupted": report.interrupted}
-    runs = out / "runs"
-    runs.mkdir(exist_ok=True)
-    (runs / f"extract-{time.strftime('%Y%m%d-%H%M%S')}.yaml").write_text(yaml.safe_dump(record, sort_keys=False))
     print(report.text())
     if report.interrupted:
         return 130

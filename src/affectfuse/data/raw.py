@@ -2,7 +2,8 @@
 
 ``RawVideoDataset(labels, videos, split)`` decodes, per sample, ``frames`` equally spaced whole frames
 (letterboxed to ``image_size``; group emotion looks at the whole scene, not a face) and the audio track as a
-16 kHz mono waveform (at most ``max_seconds``), with the same decoding as ``affectfuse extract``. Decoding
+16 kHz mono waveform (at most ``max_seconds``), through the same decode → sample hop as ``affectfuse extract``
+(:func:`affectfuse.io.sampling.sample`). Decoding
 runs in DataLoader workers; nothing is cached beyond one sample.
 
 A video that cannot be read is dropped at construction time with a message in ``report`` (it never breaks a
@@ -19,7 +20,11 @@ import numpy as np
 import torch
 
 from affectfuse.data.labels import Labels, _as_splits
-from affectfuse.errors import MediaError, NoAudioError
+from affectfuse.errors import MediaError
+from affectfuse.io.faces import letterbox
+from affectfuse.io.inputs import list_inputs
+from affectfuse.io.sampling import SamplingSpec, sample
+from affectfuse.io.video import probe
 from affectfuse.tasks.spec import TaskSpec, get_task
 from affectfuse.types import Batch
 
@@ -59,9 +64,6 @@ class RawVideoDataset(torch.utils.data.Dataset):
                  *, modalities: Sequence[str] = ("pixels", "waveform"), frames: int = 8, image_size: int = 224,
                  sample_rate: int = 16000, max_seconds: float | None = 10.0, max_side: int = 640,
                  video_ids: Sequence[str] | None = None, task: "str | TaskSpec | None" = None) -> None:
-        from affectfuse.io.video import probe
-        from affectfuse.pipeline import list_inputs
-
         unknown = set(modalities) - set(RAW_MODALITIES)
         if unknown or not modalities:
             raise ValueError(f"RawVideoDataset: modalities must be a non-empty subset of {sorted(RAW_MODALITIES)}, "
@@ -112,31 +114,21 @@ class RawVideoDataset(torch.utils.data.Dataset):
         return len(self.video_ids)
 
     def __getitem__(self, i: int) -> RawSample:
-        from affectfuse.io.faces import letterbox
-        from affectfuse.io.sampling import clip_indices
-        from affectfuse.io.video import probe, read_audio, read_frames
-
         vid = self.video_ids[i]
-        path = self.paths[vid]
-        info = probe(path)
+        spec = SamplingSpec(level="clip", frames=self.frames, pixels="pixels" in self.modalities, max_side=self.max_side,
+                            waveform_rate=self.sample_rate if "waveform" in self.modalities else None,
+                            max_seconds=self.max_seconds)
+        clip = next(sample(vid, self.paths[vid], spec))  # the same decode → sample hop as extraction
         frames = valid = wave = None
         if "pixels" in self.modalities:
-            if info.has_video:
-                idx, ok = clip_indices(info.n_frames, self.frames)
-                fb = read_frames(path, idx, info=info, max_side=self.max_side)
-                frames = np.stack([letterbox(p, self.image_size) for p in fb.pixels])  # (N, S, S, 3)
-                valid = fb.valid & ok
+            if clip.frames is not None:
+                frames = np.stack([letterbox(p, self.image_size) for p in clip.frames.pixels])  # (N, S, S, 3)
+                valid = clip.frames.valid.copy()
             else:
                 frames = np.zeros((self.frames, self.image_size, self.image_size, 3), np.uint8)
                 valid = np.zeros(self.frames, bool)
         if "waveform" in self.modalities:
-            try:
-                w, _ = read_audio(path, sample_rate=self.sample_rate, info=info)
-                if self.max_seconds:
-                    w = w[: int(self.max_seconds * self.sample_rate)]
-                wave = w.astype(np.float32)
-            except NoAudioError:
-                wave = np.zeros(0, np.float32)
+            wave = clip.waveform if clip.waveform is not None else np.zeros(0, np.float32)
         return RawSample(vid, frames, valid, wave, self.targets.get(vid))
 
 

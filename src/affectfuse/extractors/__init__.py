@@ -2,7 +2,7 @@
 
 Every module of this package (and of its sub-packages ``visual``, ``audio``, ``text``, ``face``) is
 imported here, so that its ``@register_extractor`` classes are known to :func:`create_extractor`.
-Modules must keep heavy imports (transformers, timm, mediapipe) inside functions.
+Modules must keep heavy imports (torch, transformers, timm, mediapipe, ...) inside functions.
 """
 
 from __future__ import annotations
@@ -12,11 +12,14 @@ import pkgutil
 
 from affectfuse.extractors.base import (
     Extractor,
+    ExtractorConfig,
     ExtractorInput,
+    Features,
     InputContract,
     create_extractor,
     list_extractors,
     register_extractor,
+    runtime,
 )
 
 
@@ -30,4 +33,14 @@ def _import_all() -> None:
 
 _import_all()
 
-__all__ = ["Extractor", "ExtractorInput", "InputContract", "create_extractor", "list_extractors", "register_extractor"]
+__all__ = [
+    "Extractor",
+    "ExtractorConfig",
+    "ExtractorInput",
+    "Features",
+    "InputContract",
+    "create_extractor",
+    "list_extractors",
+    "register_extractor",
+    "runtime",
+]

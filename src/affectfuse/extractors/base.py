@@ -1,28 +1,51 @@
-"""The extractor contract: extractors describe themselves and turn prepared inputs into features.
+"""The extractor contract: a frozen config, a self-description, and ``(values, valid)`` for each batch.
 
-An extractor is created by name (``create_extractor("vit_cls", model="google/vit-base-patch16-224-in21k")``)
-and declares
+An extractor is created by name, ``create_extractor("vit_cls", model="google/vit-base-patch16-224-in21k")``;
+the keyword arguments are the fields of its config class (``VitConfig``, ...), a frozen keyword-only
+dataclass with ``validate()``. An unknown keyword is a ``TypeError`` that names the accepted ones.
 
-* ``name`` and ``params`` — together its identity and its key in the feature store
-  (:func:`affectfuse.types.feature_key`), so a changed parameter never reuses stale features;
-* ``modality`` — the stream it feeds (``"visual"``, ``"audio"``, ``"text"``, ``"fau"``);
-* ``dim`` — the width of its output rows;
-* ``contract`` — what input it needs (:class:`InputContract`): face crops or full frames at an image
-  size, short frame clips, audio fragments at a sample rate, or the whole audio track.
+An extractor declares
 
-The extraction pipeline prepares inputs of the declared kind for many videos, concatenates them and
-calls :meth:`Extractor.__call__` once per batch, so backbones run batched across videos.
+* ``name`` — its registered name;
+* ``config`` — its parameters; :meth:`ExtractorConfig.identity` (the fields that change the output:
+  ``batch_size`` or ``device`` do not) is ``params``, and ``name`` + ``params`` (+ the sampling of its input,
+  added by the extraction) is the store key (:func:`affectfuse.types.feature_key`), so a changed parameter
+  never reuses stale features;
+* ``modality`` — the stream it feeds by default (``"visual"``, ``"audio"``, ``"text"``, ``"fau"``);
+* ``dim`` and ``columns`` — the width of its output rows and a name per column (the seven face-api
+  classes, the 24 face-mesh measures, ``<name>_<i>`` for embeddings), recorded in the store's identity;
+* ``contract`` — what input it needs (:class:`InputContract`): face crops or full frames at an image size,
+  short frame clips, or audio fragments at a sample rate.
+
+Calling an extractor on an :class:`ExtractorInput` returns :class:`Features`, the values ``(N, dim)`` and
+a valid mask ``(N,)``: a row is valid when its input row was valid and the extractor could compute it (a
+face mesh that finds no face marks its row invalid). Nothing is written onto an extractor from outside; the
+extraction keeps what it needs (the stream's modality in a named set, the creation keywords) beside it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, NamedTuple
 
 import numpy as np
 
+from affectfuse._config import make_config, to_dict
 from affectfuse._registry import EXTRACTORS
 from affectfuse.types import feature_key
+
+__all__ = [
+    "InputContract",
+    "ExtractorInput",
+    "ExtractorConfig",
+    "Features",
+    "Extractor",
+    "runtime",
+    "register_extractor",
+    "create_extractor",
+    "list_extractors",
+]
 
 InputKind = Literal["face", "frame", "clip", "audio_fragment"]
 
@@ -33,7 +56,7 @@ class InputContract:
 
     Attributes:
         kind: ``"face"`` — face crops ``(N, S, S, 3)`` uint8 RGB at ``image_size`` (rows without a face
-            follow the pipeline's no-face policy); ``"frame"`` — whole frames resized to ``image_size``
+            follow the extraction's no-face policy); ``"frame"`` — whole frames resized to ``image_size``
             (aspect kept, padded); ``"clip"`` — ``clip_len`` consecutive frames around each sampled frame,
             ``(N, clip_len, S, S, 3)``; ``"audio_fragment"`` — the :class:`~affectfuse.types.AudioFragments`
             of the sampled frames, mono float32 at ``sample_rate``.
@@ -81,27 +104,83 @@ class ExtractorInput:
         return 0
 
 
-class Extractor:
-    """Base class. Subclasses set the class attributes and implement :meth:`forward`.
+class Features(NamedTuple):
+    """What an extractor returns for a batch.
 
-    Subclass checklist: set ``name`` (registered name), ``modality``; in ``__init__`` call
-    ``super().__init__(params)``, set ``self.dim`` and ``self.contract``; implement ``forward``.
-    Heavy models load lazily in :meth:`load` so that creating an extractor to read its key is cheap.
+    Attributes:
+        values: ``(N, dim)`` float32; rows with ``valid == False`` hold zeros, not data.
+        valid: ``(N,)`` bool.
+    """
+
+    values: np.ndarray
+    valid: np.ndarray
+
+
+def runtime(default: Any) -> Any:
+    """A config field that does not change the output (batch size, device): left out of the identity."""
+    return dataclasses.field(default=default, metadata={"identity": False})
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExtractorConfig:
+    """Base of every extractor's config: its fields are the extractor's keyword parameters.
+
+    Subclasses add fields (in the order the error messages list them), check them in :meth:`validate` and
+    mark fields that do not change the output with :func:`runtime`. :meth:`identity` — the other fields —
+    is what the store key hashes; a config whose identity needs more than its fields (the fingerprint of a
+    weights file, a seed that matters only without weights) overrides it.
+    """
+
+    def validate(self) -> "ExtractorConfig":
+        return self
+
+    def identity(self) -> dict[str, Any]:
+        """The fields that decide the output, in declaration order."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.metadata.get("identity", True)}
+
+
+def _config_for(cls: type["Extractor"], config: ExtractorConfig | None, overrides: dict[str, Any]) -> ExtractorConfig:
+    names = [f.name for f in dataclasses.fields(cls.Config)]
+    unknown = sorted(set(overrides) - set(names))
+    if unknown:
+        raise TypeError(f"extractor {cls.name!r} got unknown parameter(s) {', '.join(map(repr, unknown))}; "
+                        f"accepted: {', '.join(names)}")
+    if config is not None and not isinstance(config, cls.Config):
+        raise TypeError(f"extractor {cls.name!r}: expected a {cls.Config.__name__}, got {type(config).__name__}")
+    return make_config(cls.Config, overrides, base=config)
+
+
+class Extractor:
+    """Base class. A subclass sets ``name``, ``modality`` and ``Config``, then in ``__init__`` calls
+    ``super().__init__(config, **overrides)`` and sets ``self.dim`` and ``self.contract`` from
+    ``self.config``; it implements :meth:`_load` (heavy models, loaded lazily so that creating an extractor
+    to read its key is cheap) and :meth:`forward`, and overrides :attr:`columns` when its columns have names.
     """
 
     name: ClassVar[str] = "base"
     modality: ClassVar[str] = "visual"
+    Config: ClassVar[type[ExtractorConfig]] = ExtractorConfig
 
-    def __init__(self, params: dict[str, Any] | None = None) -> None:
-        self.params: dict[str, Any] = dict(params or {})
+    def __init__(self, config: ExtractorConfig | None = None, /, **overrides: Any) -> None:
+        self.config = _config_for(type(self), config, overrides)
         self.dim: int = 0
         self.contract: InputContract = InputContract(kind="face")
         self._loaded = False
 
     # -- identity -----------------------------------------------------------------------------
     @property
+    def params(self) -> dict[str, Any]:
+        """The parameters that decide the output (``config.identity()``)."""
+        return self.config.identity()
+
+    @property
     def key(self) -> str:
         return feature_key(self.name, self.params)
+
+    @property
+    def columns(self) -> list[str]:
+        """A name per output column (``<name>_<i>`` unless the subclass names them)."""
+        return [f"{self.name}_{i}" for i in range(self.dim)]
 
     def identity(self) -> dict[str, Any]:
         """Everything that decides this extractor's output, recorded next to the features."""
@@ -111,33 +190,55 @@ class Extractor:
             "modality": self.modality,
             "dim": self.dim,
             "params": self.params,
-            "contract": self.contract.__dict__,
+            "config": to_dict(self.config),
+            "columns": list(self.columns),
+            "contract": dataclasses.asdict(self.contract),
         }
 
     # -- running ------------------------------------------------------------------------------
-    def load(self) -> None:
-        """Load weights (called once, before the first batch). Override in subclasses."""
+    @property
+    def loaded(self) -> bool:
+        return self._loaded
 
-    def forward(self, batch: ExtractorInput) -> np.ndarray:
-        """Features for every row of ``batch``.
+    def load(self) -> "Extractor":
+        """Load the weights now (otherwise done before the first batch); idempotent. Returns self."""
+        if not self._loaded:
+            self._load()
+            self._loaded = True
+        return self
+
+    def _load(self) -> None:
+        """Build the model. Override in subclasses."""
+
+    def forward(self, batch: ExtractorInput) -> "np.ndarray | Features | tuple[np.ndarray, np.ndarray]":
+        """Features for every row of ``batch``: the values, or the values and the rows computed.
 
         Shape:
-            returns ``(N, dim)`` float32 with N = len(batch).
+            returns ``(N, dim)`` (and optionally ``(N,)`` bool) with N = len(batch).
         """
         raise NotImplementedError
 
-    def __call__(self, batch: ExtractorInput) -> np.ndarray:
-        if not self._loaded:
-            self.load()
-            self._loaded = True
-        if len(batch) == 0:
-            return np.zeros((0, self.dim), np.float32)
-        out = np.asarray(self.forward(batch), dtype=np.float32)
-        if out.shape != (len(batch), self.dim):
-            raise RuntimeError(
-                f"extractor {self.name!r} returned {out.shape}, expected ({len(batch)}, {self.dim})"
-            )
-        return out
+    def __call__(self, batch: ExtractorInput) -> Features:
+        """Values ``(N, dim)`` float32 and valid ``(N,)`` bool for a batch (``valid`` = the input's valid
+        rows that the extractor could compute; invalid rows are zeros)."""
+        n = len(batch)
+        given = np.ones(n, bool) if batch.valid is None else np.asarray(batch.valid, bool)
+        if given.shape != (n,):
+            field = next((f for f in ("images", "clips", "audio") if getattr(batch, f) is not None), "inputs")
+            has = f"{len(given)} rows" if given.ndim == 1 else f"shape {given.shape}"
+            raise ValueError(f"extractor {self.name!r}: valid has {has}, {field} have {n}")
+        if n == 0:
+            return Features(np.zeros((0, self.dim), np.float32), np.zeros(0, bool))
+        self.load()
+        out = self.forward(batch)
+        values, ok = (out if isinstance(out, tuple) else (out, None))
+        values = np.asarray(values, dtype=np.float32)
+        if values.shape != (n, self.dim):
+            raise RuntimeError(f"extractor {self.name!r} returned {values.shape}, expected ({n}, {self.dim})")
+        valid = given if ok is None else given & np.asarray(ok, bool)
+        if not valid.all():
+            values = np.where(valid[:, None], values, np.float32(0.0))
+        return Features(values, valid)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(key={self.key!r}, modality={self.modality!r}, dim={self.dim})"
@@ -149,24 +250,19 @@ def register_extractor(cls: type[Extractor]) -> type[Extractor]:
     return cls
 
 
-def create_extractor(name: str, **params: Any) -> Extractor:
-    """Create a registered extractor by name. Unknown parameters raise ``TypeError``."""
-    import affectfuse.extractors  # noqa: F401  (registers the built-ins)
+def create_extractor(name: str, /, **params: Any) -> Extractor:
+    """Create a registered extractor by name; ``params`` are fields of its config.
 
-    return EXTRACTORS.create(name, **params)
+    Raises:
+        KeyError: unknown name (the message lists the registered ones).
+        TypeError: an unknown parameter (the message lists the accepted ones).
+    """
+    import affectfuse.extractors  # noqa: F401  (registers the built-ins; the package imports this module)
+
+    return EXTRACTORS.get(name)(**params)
 
 
 def list_extractors(pattern: str = "*") -> list[str]:
-    import affectfuse.extractors  # noqa: F401
+    import affectfuse.extractors  # noqa: F401  (as above)
 
     return EXTRACTORS.names(pattern)
-
-
-__all__ = [
-    "InputContract",
-    "ExtractorInput",
-    "Extractor",
-    "register_extractor",
-    "create_extractor",
-    "list_extractors",
-]

@@ -3,7 +3,7 @@
 Layout: a folder holding one SQLite database, ``features.sqlite`` (stdlib, transactional, one file).
 
 * ``features``  — per (key, video_id): ``values (T, D)`` as raw float32/float16 bytes, ``times``, ``valid``,
-  optional ``boxes`` and frame ``indices``, free-form ``meta``;
+  optional ``boxes`` (source-frame pixels), face-detector ``scores`` and frame ``indices``, free-form ``meta``;
 * ``manifest``  — per (video_id, key): ``ok`` / ``failed``, the error message, the source file, warnings,
   library versions and the time of the write;
 * ``extractors`` — per key: the extractor's identity (name, parameters, sampling, dimension, modality).
@@ -52,7 +52,7 @@ CREATE TABLE IF NOT EXISTS extractors (
 CREATE TABLE IF NOT EXISTS features (
     key TEXT NOT NULL, video_id TEXT NOT NULL, n INTEGER NOT NULL, dim INTEGER NOT NULL, dtype TEXT NOT NULL,
     vals BLOB NOT NULL, times BLOB NOT NULL, valid BLOB NOT NULL, boxes BLOB, indices BLOB, meta TEXT,
-    PRIMARY KEY (key, video_id));
+    scores BLOB, PRIMARY KEY (key, video_id));
 CREATE TABLE IF NOT EXISTS manifest (
     video_id TEXT NOT NULL, key TEXT NOT NULL, status TEXT NOT NULL, error TEXT, source TEXT,
     warnings TEXT, versions TEXT, updated REAL NOT NULL, PRIMARY KEY (video_id, key));
@@ -114,6 +114,9 @@ class FeatureStore:
         self._conn_pid: int | None = None
         self._conn_obj: sqlite3.Connection | None = None
         self._conn.executescript(_SCHEMA)  # DDL is idempotent; executescript commits by itself
+        cols = {r[1] for r in self._conn.execute("PRAGMA table_info(features)")}
+        if "scores" not in cols:  # a store written before face scores were kept: add the (nullable) column
+            self._conn.execute("ALTER TABLE features ADD COLUMN scores BLOB")
         with self._tx() as c:
             c.execute("INSERT OR IGNORE INTO meta VALUES ('format_version', ?)", (FORMAT_VERSION,))
         fmt = self._conn.execute("SELECT v FROM meta WHERE k='format_version'").fetchone()[0]
@@ -181,6 +184,7 @@ class FeatureStore:
             None if fs.boxes is None else np.ascontiguousarray(fs.boxes, dtype=np.float32).tobytes(),
             None if fs.indices is None else np.ascontiguousarray(fs.indices, dtype=np.int64).tobytes(),
             json.dumps(fs.meta, default=str),
+            None if fs.scores is None else np.ascontiguousarray(fs.scores, dtype=np.float32).tobytes(),
         )
         ident = identity or {"name": fs.extractor, "params": fs.params, "dim": fs.dim}
         with self._tx() as c:
@@ -188,7 +192,8 @@ class FeatureStore:
                 "INSERT OR IGNORE INTO extractors VALUES (?, ?, ?, ?, ?)",
                 (key, fs.extractor, ident.get("modality"), fs.dim, json.dumps(ident, sort_keys=True, default=str)),
             )
-            c.execute("INSERT OR REPLACE INTO features VALUES (?,?,?,?,?,?,?,?,?,?,?)", row)
+            c.execute("INSERT OR REPLACE INTO features (key, video_id, n, dim, dtype, vals, times, valid, boxes, "
+                      "indices, meta, scores) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", row)
             c.execute(
                 "INSERT OR REPLACE INTO manifest VALUES (?,?,?,?,?,?,?,?)",
                 (fs.video_id, key, "ok", None, None if source is None else str(source),
@@ -213,7 +218,7 @@ class FeatureStore:
     # -- reading -----------------------------------------------------------------------------
     @staticmethod
     def _decode(key: str, row: tuple) -> FeatureSet:
-        video_id, n, dim, dtype, vals, times, valid, boxes, indices, meta, name, identity = row
+        video_id, n, dim, dtype, vals, times, valid, boxes, indices, meta, scores, name, identity = row
         ident = json.loads(identity) if identity else {}
         return FeatureSet(
             values=np.frombuffer(vals, dtype=dtype).reshape(n, dim),
@@ -225,10 +230,11 @@ class FeatureStore:
             boxes=None if boxes is None else np.frombuffer(boxes, dtype=np.float32).reshape(n, 4),
             indices=None if indices is None else np.frombuffer(indices, dtype=np.int64),
             meta=json.loads(meta) if meta else {},
+            scores=None if scores is None else np.frombuffer(scores, dtype=np.float32),
         )
 
     _SELECT = (
-        "SELECT f.video_id, f.n, f.dim, f.dtype, f.vals, f.times, f.valid, f.boxes, f.indices, f.meta, "
+        "SELECT f.video_id, f.n, f.dim, f.dtype, f.vals, f.times, f.valid, f.boxes, f.indices, f.meta, f.scores, "
         "e.name, e.identity FROM features f LEFT JOIN extractors e ON e.key = f.key WHERE f.key = ?"
     )
 

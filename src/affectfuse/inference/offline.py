@@ -1,11 +1,16 @@
 """The offline default: facial-expression scores for videos with no trained run.
 
 ``affectfuse predict VIDEO...`` without ``--run`` lands here. Everything it needs ships in registry
-packages (no hub download, no training)::
+packages (no hub download, no training). It is frame-level extraction with one extractor, then a summary::
 
-    probe → frames at ``fps`` (nearest real frame to a fixed grid), streamed ``window`` at a time
-          → MediaPipe full-range face detection (largest face) → 112x112 square crop
-          → face-api.js FaceExpressionNet (PyTorch port) → 7 probabilities → ABAW class names
+    affectfuse.extract(level="frame", frame_fps=fps, extractors=["faceapi_expression"], face_margin=0.1)
+        probe → frames at ``fps`` (nearest real frame to a fixed grid), streamed ``window`` at a time
+          → MediaPipe face detection (largest face) → 112x112 square crop
+          → face-api.js FaceExpressionNet (PyTorch port) → 7 probabilities
+    → per-frame table with ABAW class names → per-video summary (:func:`summarize`)
+
+The same engine as ``affectfuse extract`` runs it (``workers`` processes decode and detect faces while this
+process runs the network), and the features can be kept in a store (``features=``).
 
 Class mapping
     face-api's model is a FER2013-style 7-class classifier. Its classes map one to one onto seven of
@@ -46,18 +51,22 @@ Memory
 
 from __future__ import annotations
 
+import json
 import math
-import os
-import sys
-from concurrent.futures import ProcessPoolExecutor, as_completed
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
+import pandas as pd
 
-from affectfuse.errors import MediaError
+from affectfuse.extraction import ExtractConfig, extract
+from affectfuse.extractors.face.faceapi import EXPRESSIONS
+from affectfuse.features.store import FeatureStore
+from affectfuse.io.inputs import list_inputs
 from affectfuse.tasks.spec import EXPR_CLASSES
+from affectfuse.types import FeatureSet
 
 __all__ = [
     "FACEAPI_TO_ABAW",
@@ -65,8 +74,9 @@ __all__ = [
     "FRAME_COLUMNS",
     "SUMMARY_COLUMNS",
     "Failure",
-    "OfflinePredictor",
+    "offline_config",
     "predict_offline",
+    "frame_table",
     "summarize",
     "format_summary",
     "write_outputs",
@@ -121,113 +131,59 @@ class Failure:
 
 def _column_order() -> np.ndarray:
     """Index into face-api's probability vector for each of :data:`OFFLINE_CLASSES`."""
-    from affectfuse.extractors.face.faceapi import EXPRESSIONS
-
     inv = {abaw: fa for fa, abaw in FACEAPI_TO_ABAW.items()}
     return np.array([EXPRESSIONS.index(inv[c]) for c in OFFLINE_CLASSES], dtype=np.int64)
 
 
-def _check(fps: float, window: int) -> None:
+def _check(fps: float, window: int, workers: int) -> None:
     if not (isinstance(fps, (int, float)) and not isinstance(fps, bool) and math.isfinite(fps) and fps > 0):
         raise ValueError(f"fps must be a positive number of frames per second, got {fps!r}")
     if isinstance(window, bool) or not isinstance(window, (int, np.integer)) or window < 1:
         raise ValueError(f"window must be a positive integer number of frames, got {window!r}")
+    if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1:
+        raise ValueError(f"workers must be a positive integer, got {workers!r}")
 
 
-class OfflinePredictor:
-    """Face detector + face-api expression net, loaded once and reused for many videos.
+def offline_config(*, fps: float = 5.0, window: int = 64, detector: str = "default", margin: float = 0.1,
+                   max_side: int = 1280, workers: int = 1) -> ExtractConfig:
+    """The extraction the offline default runs: face-api probabilities on every frame nearest a ``fps`` grid."""
+    _check(fps, window, workers)
+    return ExtractConfig(extractors=("faceapi_expression",),
+                         extractor_params={"faceapi_expression": {"output": "probs", "batch_size": _NET_BATCH}},
+                         level="frame", frame_fps=float(fps), window=int(window), face_detector=detector,
+                         face_select="largest", face_margin=float(margin), no_face="mask", max_side=int(max_side),
+                         workers=0 if workers == 1 else int(workers), batch_rows=int(window)).validate()
 
-    Args:
-        fps: sampled frames per second (nearest real frame to each point of a fixed grid).
-        window: frames decoded and processed together (memory holds one window).
-        detector: a registered face detector name (``"default"`` = MediaPipe full range).
-        margin: crop margin, fraction of the box's longer side added on each side.
-        max_side: frames are decoded downscaled so that their longer side is at most this (boxes are
-            reported in the video's own pixels whatever it is).
+
+def frame_table(fs: FeatureSet) -> pd.DataFrame:
+    """The per-frame table (:data:`FRAME_COLUMNS`) of one video's stored face-api probabilities.
+
+    A row has a face when it was decoded and a face was found (``valid``); elsewhere box, score and
+    probabilities are NaN and ``dominant`` is ``""``. Boxes are in the video's own pixels.
     """
-
-    def __init__(self, *, fps: float = 5.0, window: int = 64, detector: str = "default", margin: float = 0.1,
-                 max_side: int = 1280) -> None:
-        _check(fps, window)
-        from affectfuse.extractors.base import create_extractor
-        from affectfuse.io.faces import create_face_detector
-
-        self.fps = float(fps)
-        self.window = int(window)
-        self.margin = float(margin)
-        self.max_side = int(max_side)
-        self.detector = create_face_detector(detector) if isinstance(detector, str) else detector
-        self.net = create_extractor("faceapi_expression", output="probs", batch_size=_NET_BATCH)
-        self.order = _column_order()
-
-    def predict_video(self, video_id: str, path: str | Path, *, bar: Callable[[int], Any] | None = None):
-        """Score one video.
-
-        Args:
-            video_id: the id written in the ``video_id`` column.
-            path: the file.
-            bar: called with the number of frames done after each window (progress).
-
-        Returns:
-            ``(frames, duration)``: the per-frame DataFrame (:data:`FRAME_COLUMNS`) and the video's
-            duration in seconds.
-
-        Raises:
-            MediaError: the file cannot be read, has no video stream or no frame decodes.
-        """
-        import pandas as pd
-
-        from affectfuse.io.faces import crop_faces, detect_faces
-        from affectfuse.io.sampling import frame_level_indices
-        from affectfuse.io.video import iter_frame_windows, probe
-
-        path = Path(path)
-        info = probe(path)
-        if not info.has_video:
-            raise MediaError(path, "expected a video stream, found none (audio-only file); nothing to score")
-        idx = frame_level_indices(info.frame_times, fps=self.fps)
-        if bar is not None:
-            bar(-len(idx))  # negative: the total
-        parts: list[dict[str, np.ndarray]] = []
-        for fb in iter_frame_windows(path, idx, window=self.window, info=info, max_side=self.max_side):
-            n = len(fb)
-            fb = detect_faces(fb, self.detector, select="largest")
-            boxes = np.asarray(fb.boxes, dtype=np.float64)  # (n, 4), NaN = no face
-            scores = np.asarray(fb.scores, dtype=np.float64)  # (n,)
-            face = np.isfinite(scores) & np.asarray(fb.valid, dtype=bool)
-            boxes[~face] = np.nan
-            scores[~face] = np.nan
-            probs = np.full((n, len(OFFLINE_CLASSES)), np.nan)  # (n, 7)
-            if face.any():
-                crops = crop_faces(fb, size=_CROP, margin=self.margin, policy="mask")  # (n, 112, 112, 3)
-                _, p = self.net.predict(crops.pixels[face])  # (F, 7) face-api order
-                probs[face] = p[:, self.order].astype(np.float64)
-            h, w = fb.pixels.shape[1:3]
-            if (w, h) != (info.width, info.height):  # decoded downscaled: boxes back to the video's pixels
-                boxes *= np.array([info.width / w, info.height / h] * 2)
-            parts.append({"frame": fb.indices.astype(np.int64), "time": fb.times.astype(np.float64), "face": face,
-                          "boxes": boxes, "score": scores, "probs": probs})
-            del fb
-            if bar is not None:
-                bar(n)
-        cat = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]} if parts else None
-        if cat is None:  # pragma: no cover - probe guarantees at least one frame
-            raise MediaError(path, "no frame could be sampled")
-        dom = np.full(len(cat["frame"]), "", dtype=object)
-        f = cat["face"]
-        if f.any():
-            dom[f] = np.asarray(OFFLINE_CLASSES, dtype=object)[np.argmax(cat["probs"][f], axis=1)]
-        df = pd.DataFrame({
-            "video_id": video_id,
-            "frame": cat["frame"],
-            "time": cat["time"],
-            "face": f,
-            **{f"box_{k}": cat["boxes"][:, i] for i, k in enumerate(("x1", "y1", "x2", "y2"))},
-            "face_score": cat["score"],
-            **{c: cat["probs"][:, j] for j, c in enumerate(OFFLINE_CLASSES)},
-            "dominant": dom,
-        })
-        return df[list(FRAME_COLUMNS)], float(info.duration)
+    n = len(fs)
+    face = np.asarray(fs.valid, bool).copy()
+    scores = np.full(n, np.nan) if fs.scores is None else np.asarray(fs.scores, np.float64).copy()
+    face &= np.isfinite(scores)
+    boxes = np.full((n, 4), np.nan) if fs.boxes is None else np.asarray(fs.boxes, np.float64).copy()
+    boxes[~face] = np.nan
+    scores[~face] = np.nan
+    probs = np.full((n, len(OFFLINE_CLASSES)), np.nan)  # (n, 7)
+    probs[face] = fs.values[face][:, _column_order()].astype(np.float64)
+    dom = np.full(n, "", dtype=object)
+    if face.any():
+        dom[face] = np.asarray(OFFLINE_CLASSES, dtype=object)[np.argmax(probs[face], axis=1)]
+    df = pd.DataFrame({
+        "video_id": fs.video_id,
+        "frame": np.asarray(fs.indices, np.int64),
+        "time": np.asarray(fs.times, np.float64),
+        "face": face,
+        **{f"box_{k}": boxes[:, i] for i, k in enumerate(("x1", "y1", "x2", "y2"))},
+        "face_score": scores,
+        **{c: probs[:, j] for j, c in enumerate(OFFLINE_CLASSES)},
+        "dominant": dom,
+    })
+    return df[list(FRAME_COLUMNS)]
 
 
 def summarize(frames, video_id: str, *, path: str = "", duration: float = float("nan")) -> dict[str, Any]:
@@ -278,84 +234,16 @@ def summarize(frames, video_id: str, *, path: str = "", duration: float = float(
     return out
 
 
-def _bar_factory(progress: bool, position: int | None, leave: bool, desc: str, width: int = 0):
-    """A callback for :meth:`OfflinePredictor.predict_video` driving one tqdm bar (or nothing)."""
-    if not progress:
-        return None, lambda: None
-    from tqdm.auto import tqdm
-
-    state: dict[str, Any] = {}
-
-    def cb(k: int) -> None:
-        if k < 0:
-            state["bar"] = tqdm(total=-k, desc=desc[:40].ljust(min(width, 40)), unit="frame", position=position,
-                                leave=leave, dynamic_ncols=True, disable=None, file=sys.stderr)
-        elif "bar" in state:
-            state["bar"].update(k)
-
-    def close() -> None:
-        if "bar" in state:
-            state["bar"].close()
-
-    return cb, close
-
-
-def _overall_bar(progress: bool, total: int):
-    if not progress:
-        return (lambda: None), (lambda: None)
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=total, desc="videos", unit="video", position=0, leave=True, dynamic_ncols=True, disable=None,
-               file=sys.stderr)
-    return (lambda: bar.update(1)), bar.close
-
-
-def _run_one(pred: OfflinePredictor, video_id: str, path: Path, progress: bool, position: int | None, leave: bool,
-             width: int = 0):
-    """(video_id, frames_df, summary dict) or (video_id, None, Failure)."""
-    import av
-
-    cb, close = _bar_factory(progress, position, leave, video_id, width)
-    try:
-        df, duration = pred.predict_video(video_id, path, bar=cb)
-    except MediaError as e:
-        return video_id, None, Failure(video_id, str(path), str(e))
-    except (av.FFmpegError, OSError, RuntimeError, ValueError) as e:  # other trouble with one file stops no other
-        return video_id, None, Failure(video_id, str(path), f"{path}: could not be scored ({type(e).__name__}: {e})")
-    finally:
-        close()
-    return video_id, df, summarize(df, video_id, path=str(path), duration=duration)
-
-
-# worker processes (workers > 1) ------------------------------------------------------------------
-_WORKER: dict[str, Any] = {}
-
-
-def _init_worker(kwargs: dict[str, Any], slots, threads: int) -> None:
-    import torch
-
-    torch.set_num_threads(max(1, threads))
-    _WORKER["pred"] = OfflinePredictor(**kwargs)
-    _WORKER["slot"] = slots.get()
-
-
-def _worker_task(video_id: str, path: str, progress: bool, width: int):
-    return _run_one(_WORKER["pred"], video_id, Path(path), progress, _WORKER["slot"] + 1, False, width)
-
-
-def _gather_inputs(videos: Iterable[str | Path]) -> tuple[list[tuple[str, Path]], list[Failure]]:
-    from affectfuse.pipeline import list_inputs
-
+def _gather_inputs(videos: Iterable[str | Path] | str | Path) -> tuple[list[tuple[str, Path]], list[Failure]]:
     videos = [videos] if isinstance(videos, (str, Path)) else list(videos)
     failures = [Failure(Path(v).stem, str(v), f"{v}: no such file or folder (expected a video file, a folder "
                         "of videos or a CSV / .txt list)") for v in videos if not Path(v).exists()]
-    pairs = list_inputs([v for v in videos if Path(v).exists()])
-    return pairs, failures
+    return list_inputs([v for v in videos if Path(v).exists()]), failures
 
 
 def predict_offline(videos: Iterable[str | Path] | str | Path, *, fps: float = 5.0, window: int = 64,
                     detector: str = "default", progress: bool = True, workers: int = 1, margin: float = 0.1,
-                    max_side: int = 1280):
+                    max_side: int = 1280, features: str | Path | None = None):
     """Facial-expression probabilities per sampled frame and a summary per video, no trained run needed.
 
     Args:
@@ -363,10 +251,12 @@ def predict_offline(videos: Iterable[str | Path] | str | Path, *, fps: float = 5
         fps: sampled frames per second.
         window: frames decoded at a time (memory is flat in the video's length).
         detector: face detector name.
-        progress: one tqdm bar per video counting frames (shown only on a terminal).
-        workers: videos scored in parallel processes (each loads its own models); 1 = this process.
+        progress: a progress bar over the videos (shown only on a terminal).
+        workers: 1 = everything in this process (the fastest for a few short videos); N > 1 = N processes decode
+            and detect faces while this one runs the expression network.
         margin: face crop margin (see the module docstring).
         max_side: decode frames no larger than this on their longer side.
+        features: a feature store to extract into and keep (default: a temporary one).
 
     Returns:
         ``(frames_df, summary_df, failures)``: the per-frame table (:data:`FRAME_COLUMNS`, rows of each
@@ -377,61 +267,25 @@ def predict_offline(videos: Iterable[str | Path] | str | Path, *, fps: float = 5
     Raises:
         ValueError: bad ``fps`` / ``window`` / ``workers``, or two inputs with the same video id.
     """
-    import pandas as pd
-
-    if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1:
-        raise ValueError(f"workers must be a positive integer, got {workers!r}")
-    _check(fps, window)
-    kwargs = dict(fps=fps, window=window, detector=detector, margin=margin, max_side=max_side)
+    cfg = offline_config(fps=fps, window=window, detector=detector, margin=margin, max_side=max_side, workers=workers)
     pairs, failures = _gather_inputs(videos)
-    results: dict[str, tuple[Any, Any]] = {}
-    if pairs:
-        if workers == 1 or len(pairs) == 1:
-            pred = OfflinePredictor(**kwargs)
-            width = max(len(v) for v, _ in pairs)  # bars of several videos line up
-            for vid, path in pairs:
-                _, df, s = _run_one(pred, vid, path, progress, None, True, width)
-                results[vid] = (df, s)
-        else:
-            import multiprocessing as mp
-
-            n = min(int(workers), len(pairs))
-            ctx = mp.get_context("spawn")  # MediaPipe and torch are not fork-safe once loaded
-            threads = max(1, (os.cpu_count() or 1) // n)
-            overall, close = _overall_bar(progress, len(pairs))
-            with ctx.Manager() as mgr:
-                slots = mgr.Queue()  # each worker takes a bar line (1..n) below the overall bar
-                for i in range(n):
-                    slots.put(i)
-                from concurrent.futures.process import BrokenProcessPool
-
-                width = max(len(v) for v, _ in pairs)
-                try:
-                    with ProcessPoolExecutor(max_workers=n, mp_context=ctx, initializer=_init_worker,
-                                             initargs=(kwargs, slots, threads)) as pool:
-                        futs = [pool.submit(_worker_task, vid, str(path), progress, width) for vid, path in pairs]
-                        for fut in as_completed(futs):
-                            vid, df, s = fut.result()
-                            results[vid] = (df, s)
-                            overall()
-                except BrokenProcessPool:
-                    # a worker died (decoder crash, out of memory): the rest run here, failures caught per video
-                    print("predict: a worker process died; continuing in this process", file=sys.stderr)
-            close()
-            rest = [(v, p) for v, p in pairs if v not in results]
-            if rest:
-                pred = OfflinePredictor(**kwargs)
-                for vid, path in rest:
-                    _, df, s = _run_one(pred, vid, path, progress, None, True, width)
-                    results[vid] = (df, s)
     frames, rows = [], []
-    for vid, _ in pairs:
-        df, s = results[vid]
-        if df is None:
-            failures.append(s)
-        else:
-            frames.append(df)
-            rows.append(s)
+    with tempfile.TemporaryDirectory(prefix="affectfuse-predict-") as tmp:
+        store = FeatureStore(features if features is not None else tmp)
+        try:
+            rep = extract(pairs, store, cfg, progress=progress) if pairs else None
+            key = rep.keys["faceapi_expression"] if rep else ""
+            why = {v: m for v, _, m in rep.failed} if rep else {}
+            for vid, path in pairs:
+                if not store.has(vid, key):
+                    failures.append(Failure(vid, str(path), why.get(vid, f"{path}: could not be scored")))
+                    continue
+                fs = store.get(vid, key)
+                df = frame_table(fs)
+                frames.append(df)
+                rows.append(summarize(df, vid, path=str(path), duration=fs.meta.get("video", {}).get("duration", math.nan)))
+        finally:
+            store.close()
     frames_df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
         {c: pd.Series(dtype=_dtype(c)) for c in FRAME_COLUMNS})
     summary_df = pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
@@ -489,8 +343,6 @@ def write_outputs(frames_df, summary_df, failures: Sequence[Failure], out_csv: s
     Returns:
         the files written.
     """
-    import json
-
     out_csv = Path(out_csv)
     if out_csv.parent and not out_csv.parent.exists():
         out_csv.parent.mkdir(parents=True, exist_ok=True)

@@ -49,8 +49,10 @@ the short-range fallback at 0.92 and 0.94) and 0.88-0.98 with the short-range mo
 Every detector uses one CPU thread: MediaPipe's XNNPACK runs on one core (CPU time equals wall time),
 MTCNN sets torch to ``num_threads=1`` only while it runs.
 
-Pixels cross this module as ``uint8`` RGB ``(N, H, W, 3)``; boxes as ``(x1, y1, x2, y2)`` float32 in
-that image's pixels, not clipped to the image (a face cut by the border keeps its true centre).
+Pixels cross this module as ``uint8`` RGB ``(N, H, W, 3)``; boxes as ``(x1, y1, x2, y2)`` float32 in the
+**source frame's** pixels (a detector's own :class:`Detections` are in the pixels it was given;
+:func:`detect_faces` scales them to ``FrameBatch.source_size`` when frames were decoded downscaled), not
+clipped to the image (a face cut by the border keeps its true centre).
 """
 
 from __future__ import annotations
@@ -496,8 +498,9 @@ def detect_faces(frames: FrameBatch, detector: FaceDetector, *, select: str = "l
             (the most confident).
 
     Returns:
-        a new FrameBatch with the same pixels, times, indices and valid, ``boxes`` ``(N, 4)`` float32
-        and ``scores`` ``(N,)`` float32 of the kept face (NaN rows where no face was found), and a note
+        a new FrameBatch with the same pixels, times, indices and valid, ``boxes`` ``(N, 4)`` float32 in
+        the **source frame's** pixels (``frames.source_size`` when the pixels were decoded downscaled) and
+        ``scores`` ``(N,)`` float32 of the kept face (NaN rows where no face was found), and a note
         counting the frames without a face.
 
     Shape:
@@ -521,6 +524,9 @@ def detect_faces(frames: FrameBatch, detector: FaceDetector, *, select: str = "l
         if k is not None:
             boxes[i] = d.boxes[k]
             scores[i] = d.scores[k]
+    sx, sy = frames.scale
+    if (sx, sy) != (1.0, 1.0):  # detected on downscaled pixels: boxes in the source frame's pixels
+        boxes *= np.array([sx, sy, sx, sy], np.float32)
     notes = list(frames.notes)
     missing = int(np.isnan(scores).sum())
     if missing:
@@ -613,14 +619,14 @@ def crop_faces(
     is always recoverable from the result.
 
     Args:
-        frames: frames that went through :func:`detect_faces` (``boxes`` set).
+        frames: frames that went through :func:`detect_faces` (``boxes`` set, in source-frame pixels).
         size: output side in pixels.
         margin: fraction of the box's longer side added on each side (0 = the tight square).
         policy: ``"mask"``, ``"full_frame"`` or ``"previous"``.
-        previous_box: ``(4,)`` a box to fall back on for ``"previous"`` before the first face.
+        previous_box: ``(4,)`` a box (source pixels) to fall back on for ``"previous"`` before the first face.
 
     Returns:
-        a FrameBatch of crops; times, indices, boxes and scores as in ``frames``.
+        a FrameBatch of crops; times, indices, boxes (source pixels) and scores as in ``frames``.
 
     Shape:
         frames.pixels ``(N, H, W, 3)`` uint8 → pixels ``(N, size, size, 3)`` uint8.
@@ -647,16 +653,18 @@ def crop_faces(
         if not np.all(np.isfinite(last)):
             last = None
     has_face = np.all(np.isfinite(boxes), axis=1)
+    sx, sy = frames.scale
+    to_px = np.array([sx, sy, sx, sy], np.float32)  # boxes are in source pixels; crops are cut from ``pixels``
     out = np.zeros((n, size, size, 3), np.uint8)
     valid = np.asarray(frames.valid, dtype=bool).copy()
     for i in range(n):
         if has_face[i]:
-            out[i] = _crop_one(pixels[i], boxes[i], size, margin)
+            out[i] = _crop_one(pixels[i], boxes[i] / to_px, size, margin)
             last = boxes[i]
         elif policy == "full_frame":
             out[i] = letterbox(pixels[i], size)
         elif policy == "previous" and last is not None:
-            out[i] = _crop_one(pixels[i], last, size, margin)
+            out[i] = _crop_one(pixels[i], last / to_px, size, margin)
         else:  # "mask", or "previous" with no box yet
             valid[i] = False
     notes = list(frames.notes)

@@ -1,4 +1,20 @@
-"""Which frames and which audio to take: ViPER clip-level sampling, frame-level grids, audio fragments.
+"""Which frames and which audio to take, and the one hop that takes them: ``sample(path, spec) → Clip``.
+
+:func:`sample` is the only place where a media file becomes sampled frames and audio: feature extraction,
+end-to-end training on raw video (``RawVideoDataset``) and the offline ``predict`` all go through it, so they
+agree on which frames, which audio and which time grid. Its rules:
+
+* clip level (ViPER): :func:`clip_indices` — exactly ``frames`` rows evenly spaced over the video, first and
+  last included, repeats marked invalid; a file without video gets ``frames`` times evenly spaced over
+  ``[0, duration]`` (its clock starts at the audio stream's start) and frame index -1;
+* frame level (Aff-Wild2): :func:`frame_level_indices` — every ``frame_step``-th frame or the frame nearest
+  each point of a ``frame_fps`` grid, delivered in consecutive windows of ``window`` rows so that memory stays
+  flat; a file without video cannot be sampled at frame level;
+* audio: ViPER's non-overlapping fragments (:func:`audio_fragments`) at clip level, ``audio_window``-second
+  windows centred on each row (:func:`centred_windows`) at frame level, for every sample rate asked for; the
+  whole track (``waveform_rate``) for end-to-end models;
+* frames are decoded downscaled to ``max_side`` (``FrameBatch.source_size`` keeps the video's own size, and
+  face boxes are always in its pixels).
 
 All times are seconds on the clock of :func:`affectfuse.io.video.probe` (video stream start = 0). Audio
 arrays come with ``audio_start``, the time of their first sample on that clock (from
@@ -13,14 +29,19 @@ Fragment convention (shared by :func:`audio_fragments` and :func:`centred_window
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator, Literal
 
 import numpy as np
 
-from affectfuse.errors import NoAudioError
-from affectfuse.types import AudioFragments, FrameBatch, VideoInfo
+from affectfuse.errors import MediaError, NoAudioError
+from affectfuse.io.frames import iter_frame_windows, read_frames
+from affectfuse.io.video import probe, read_audio
+from affectfuse.types import AudioFragments, Clip, FrameBatch, VideoInfo
 
-__all__ = ["clip_indices", "frame_level_indices", "audio_fragments", "centred_windows", "sample_clip"]
+__all__ = ["clip_indices", "frame_level_indices", "audio_fragments", "centred_windows", "SamplingSpec", "sample",
+           "sample_clip"]
 
 
 def clip_indices(n_frames: int, n: int = 32) -> tuple[np.ndarray, np.ndarray]:
@@ -222,53 +243,187 @@ def centred_windows(
     return frag
 
 
-def sample_clip(
-    path: str | Path,
-    *,
-    n: int = 32,
-    sample_rate: int = 16000,
-    max_side: int | None = None,
-    audio: bool = True,
-) -> tuple[VideoInfo, FrameBatch | None, AudioFragments | None]:
-    """Clip-level extraction input in one call: probe, ViPER frame sampling, audio fragments.
+@dataclass(frozen=True, kw_only=True)
+class SamplingSpec:
+    """What :func:`sample` takes from a media file.
+
+    Attributes:
+        level: ``"clip"`` (``frames`` rows per file) or ``"frame"`` (every ``frame_step``-th frame, or
+            ``frame_fps`` frames per second, in windows of ``window`` rows).
+        frames: rows per file at clip level.
+        frame_step: frame-level step in frames.
+        frame_fps: frame-level fixed rate (overrides ``frame_step``).
+        window: rows per window at frame level.
+        pixels: decode the sampled frames (False: only their times and indices).
+        max_side: frames are decoded downscaled so that their longer side is at most this; None = as stored.
+        context: ``(clip_len, clip_stride)`` pairs: also decode ``clip_len`` frames around each row, ``clip_stride``
+            apart, centred on it (``(k - clip_len // 2) * clip_stride`` for ``k < clip_len``, clamped to the video).
+        sample_rates: cut audio fragments at each of these rates (Hz).
+        audio_window: frame level: seconds of audio centred on each row.
+        waveform_rate: also return the whole audio track at this rate (Hz); None = no.
+        max_seconds: keep at most this many seconds of the whole track; None = all.
+    """
+
+    level: Literal["clip", "frame"] = "clip"
+    frames: int = 32
+    frame_step: int = 1
+    frame_fps: float | None = None
+    window: int = 64
+    pixels: bool = True
+    max_side: int | None = 1280
+    context: tuple[tuple[int, int], ...] = ()
+    sample_rates: tuple[int, ...] = ()
+    audio_window: float = 1.0
+    waveform_rate: int | None = None
+    max_seconds: float | None = None
+
+    def validate(self) -> "SamplingSpec":
+        if self.level not in ("clip", "frame"):
+            raise ValueError(f"SamplingSpec.level must be 'clip' or 'frame', got {self.level!r}")
+        if self.frames < 1 or self.frame_step < 1 or self.window < 1:
+            raise ValueError(f"SamplingSpec: frames, frame_step and window must be >= 1, got {self.frames}, "
+                             f"{self.frame_step}, {self.window}")
+        if self.frame_fps is not None and not self.frame_fps > 0:
+            raise ValueError(f"SamplingSpec.frame_fps must be > 0, got {self.frame_fps}")
+        if self.max_side is not None and self.max_side < 1:
+            raise ValueError(f"SamplingSpec.max_side must be a positive number of pixels, got {self.max_side}")
+        if any(r <= 0 for r in self.sample_rates) or not self.audio_window > 0:
+            raise ValueError(f"SamplingSpec: sample rates and audio_window must be positive, got "
+                             f"{self.sample_rates}, {self.audio_window}")
+        return self
+
+
+class _Audio:
+    """The file's audio track, decoded once per sample rate on first use (or the reason there is none)."""
+
+    def __init__(self, path: Path, info: VideoInfo) -> None:
+        self.path, self.info = path, info
+        self.tracks: dict[int, tuple[np.ndarray, float]] = {}
+        self.missing: str | None = None
+
+    def track(self, sr: int) -> tuple[np.ndarray, float] | None:
+        if self.missing is None and sr not in self.tracks:
+            try:
+                self.tracks[sr] = read_audio(self.path, sample_rate=sr, info=self.info)
+            except NoAudioError as e:
+                self.missing = f"no audio: {e.reason}; audio rows invalid"
+        return self.tracks.get(sr)
+
+    def fragments(self, spec: SamplingSpec, times: np.ndarray) -> dict[int, AudioFragments]:
+        out: dict[int, AudioFragments] = {}
+        for sr in spec.sample_rates:
+            tr = self.track(sr)
+            if tr is None:
+                return {}
+            wave, start = tr
+            if spec.level == "clip":
+                out[sr] = audio_fragments(wave, sr, times, audio_start=start)
+            else:
+                out[sr] = centred_windows(wave, sr, times, length=spec.audio_window, audio_start=start)
+        return out
+
+
+def _context(path: Path, info: VideoInfo, frames: FrameBatch, spec: SamplingSpec) -> dict[tuple[int, int], FrameBatch]:
+    """The frames around each row for every ``(clip_len, clip_stride)`` of the spec (``N * clip_len`` rows)."""
+    out = {}
+    for length, stride in spec.context:
+        offs = (np.arange(length) - length // 2) * stride  # (L,)
+        idx = np.clip(frames.indices[:, None] + offs[None, :], 0, info.n_frames - 1)  # (N, L)
+        out[(length, stride)] = read_frames(path, idx.reshape(-1), info=info, max_side=spec.max_side)
+    return out
+
+
+def _sample_clip_level(video_id: str, path: Path, info: VideoInfo, spec: SamplingSpec) -> Clip:
+    audio = _Audio(path, info)
+    notes: list[str] = []
+    frames, context, video_missing = None, {}, None
+    if info.has_video:
+        idx, valid = clip_indices(info.n_frames, spec.frames)
+        times = info.frame_times[idx]
+        if spec.pixels:
+            frames = read_frames(path, idx, info=info, max_side=spec.max_side)
+            frames.valid &= valid
+            notes = frames.notes
+            context = _context(path, info, frames, spec)
+        if not valid.all():
+            notes.append(f"video has {info.n_frames} frames, {spec.frames} requested: "
+                         f"{int((~valid).sum())} rows repeat frames and are invalid")
+    else:
+        video_missing = "no video stream (audio-only file): visual rows invalid"
+        times = np.linspace(0.0, max(info.duration, 0.0), spec.frames)
+        idx = np.full(spec.frames, -1, np.int64)
+        valid = np.ones(spec.frames, bool)
+    clip = Clip(video_id=video_id, source=path, info=info, times=times.astype(np.float64), indices=idx, valid=valid,
+                frames=frames, context=context, fragments=audio.fragments(spec, times), video_missing=video_missing,
+                notes=notes)
+    if spec.waveform_rate:
+        tr = audio.track(spec.waveform_rate)
+        if tr is not None:
+            wave, clip.audio_start = tr
+            keep = len(wave) if spec.max_seconds is None else int(spec.max_seconds * spec.waveform_rate)
+            clip.waveform = wave[:keep].astype(np.float32)
+        clip.sample_rate = spec.waveform_rate
+    clip.audio_missing = audio.missing
+    return clip
+
+
+def _windows(path: Path, info: VideoInfo, idx: np.ndarray, spec: SamplingSpec) -> Iterator[FrameBatch | np.ndarray]:
+    """Consecutive windows of the sampled rows: decoded frames, or only their indices without pixels."""
+    if spec.pixels:
+        yield from iter_frame_windows(path, idx, window=spec.window, info=info, max_side=spec.max_side)
+    else:
+        for s in range(0, len(idx), spec.window):
+            yield idx[s : s + spec.window]
+
+
+def _sample_frame_level(video_id: str, path: Path, info: VideoInfo, spec: SamplingSpec) -> Iterator[Clip]:
+    if not info.has_video:
+        raise MediaError(path, "no video stream: frame-level extraction needs video frames")
+    idx = frame_level_indices(info.frame_times, fps=spec.frame_fps, step=spec.frame_step)
+    n_windows = max(1, -(-len(idx) // spec.window))
+    audio = _Audio(path, info)
+    for k, w in enumerate(_windows(path, info, idx, spec)):
+        frames = w if isinstance(w, FrameBatch) else None
+        rows = frames.indices if frames is not None else w
+        times = info.frame_times[rows].astype(np.float64)
+        yield Clip(video_id=video_id, source=path, info=info, times=times, indices=rows, valid=np.ones(len(rows), bool),
+                   frames=frames, context={} if frames is None else _context(path, info, frames, spec),
+                   fragments=audio.fragments(spec, times), audio_missing=audio.missing,
+                   notes=[] if frames is None else list(frames.notes), window=k, last=k == n_windows - 1)
+
+
+def sample(video_id: str, path: str | Path, spec: SamplingSpec, *, info: VideoInfo | None = None) -> Iterator[Clip]:
+    """Decode and sample one media file: one :class:`~affectfuse.types.Clip` at clip level, consecutive windows
+    at frame level (rules: module docstring).
 
     Args:
+        video_id: the id the clip is known by.
         path: the media file.
-        n: frames per clip.
-        sample_rate: audio rate of the fragments.
-        max_side: frame downscaling as in :func:`~affectfuse.io.video.read_frames`.
-        audio: also cut audio fragments.
+        spec: what to take (:class:`SamplingSpec`).
+        info: the file's :func:`~affectfuse.io.video.probe` result, if at hand.
 
-    Returns:
-        ``(info, frames, fragments)``. ``frames`` is None for an audio-only file, whose fragments are
-        then cut on ``n`` times evenly spaced over the audio. ``fragments`` is None when ``audio`` is
-        False or the file has no (decodable) audio. Repeated frames (videos shorter than ``n`` frames)
-        are ``valid=False`` with a note, and so are their (empty) audio fragments.
+    Yields:
+        Clips; at frame level the last one has ``last=True``. A missing audio track is not an error: the
+        clips have no fragments and say why in ``audio_missing`` (likewise ``video_missing`` at clip level).
 
     Raises:
-        MediaError: the file cannot be used (see :func:`~affectfuse.io.video.probe`).
+        MediaError: the file cannot be read, or has no video at frame level, or no requested frame decodes.
     """
-    from affectfuse.io.video import probe, read_audio, read_frames
-
-    info = probe(path)
-    frames = None
-    if info.has_video:
-        idx, first = clip_indices(info.n_frames, n)
-        frames = read_frames(path, idx, info=info, max_side=max_side)
-        frames.valid &= first
-        if not first.all():
-            frames.notes.append(
-                f"video has {info.n_frames} frames, {n} requested: {int((~first).sum())} rows repeat a frame "
-                "and are marked valid=False"
-            )
-    if not audio or not info.has_audio:
-        return info, frames, None
-    try:
-        wave, a0 = read_audio(path, sample_rate=sample_rate, info=info)
-    except NoAudioError:
-        return info, frames, None
-    if frames is not None:
-        times = frames.times
+    path = Path(path)
+    spec = spec.validate()
+    info = info if info is not None else probe(path)
+    if spec.level == "clip":
+        yield _sample_clip_level(video_id, path, info, spec)
     else:
-        times = np.linspace(a0, a0 + len(wave) / sample_rate, n)
-    return info, frames, audio_fragments(wave, sample_rate, times, audio_start=a0, start=-np.inf)
+        yield from _sample_frame_level(video_id, path, info, spec)
+
+
+def sample_clip(path: str | Path, *, video_id: str | None = None, **spec: object) -> Clip:
+    """The clip-level :class:`~affectfuse.types.Clip` of one file: ``sample`` with ``SamplingSpec(**spec)``.
+
+    Example:
+        >>> clip = sample_clip("video.mp4", frames=32, sample_rates=(16000,))
+        >>> clip.frames.pixels.shape, clip.fragments[16000].samples.shape
+    """
+    p = Path(path)
+    return next(sample(video_id or p.stem, p, SamplingSpec(level="clip", **spec)))  # type: ignore[arg-type]

@@ -20,26 +20,28 @@ rendering skips that antialiasing and the resize, so values differ slightly from
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from affectfuse.extractors.audio.jmt_resnet18 import load_into, load_state_dict_file
-from affectfuse.extractors.audio.logmel import (
-    audio_rows,
-    check_dtype,
+from affectfuse._compat import import_torchvision
+from affectfuse.extractors._torch_utils import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    SeededConfig,
+    TorchAudioExtractor,
     check_positive,
-    mel_filters,
-    power_spectrogram,
-    power_to_db,
-    reject_unknown,
+    check_torch_runtime,
+    load_state_dict,
+    load_weights_into,
+    prepare_module,
 )
-from affectfuse.extractors.base import Extractor, ExtractorInput, InputContract, register_extractor
+from affectfuse.extractors.audio.logmel import mel_filters, power_spectrogram, power_to_db
+from affectfuse.extractors.base import InputContract, register_extractor, runtime
 
-__all__ = ["DeepSpectrum", "render_spectrogram"]
+__all__ = ["DeepSpectrum", "DeepSpectrumConfig", "render_spectrogram"]
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 # old torchvision DenseNet checkpoints name "norm.1" what the module calls "norm1"
 _OLD_DENSENET_KEY = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var|num_batches_tracked))$")
 
@@ -55,7 +57,7 @@ def render_spectrogram(db: np.ndarray, size: int = 224, colormap: str = "viridis
     Shape:
         returns ``(size, size, 3)`` float32 RGB in [0, 1]; image row 0 shows the highest band.
     """
-    import matplotlib
+    import matplotlib  # optional dependency: only its colour maps (no pyplot, no figure)
 
     lo, hi = float(db.min()), float(db.max())
     norm = (db - lo) / (hi - lo) if hi > lo else np.zeros_like(db)  # matplotlib: vmin == vmax -> 0
@@ -66,98 +68,86 @@ def render_spectrogram(db: np.ndarray, size: int = 224, colormap: str = "viridis
     return matplotlib.colormaps[colormap](cell)[..., :3].astype(np.float32)  # (size, size, 3)
 
 
-@register_extractor
-class DeepSpectrum(Extractor):
-    """1024-d DenseNet121 ``avg_pool`` feature of each fragment's coloured mel spectrogram.
+@dataclass(frozen=True, kw_only=True)
+class DeepSpectrumConfig(SeededConfig):
+    """Parameters of :class:`DeepSpectrum`.
 
-    See the module docstring for the pipeline. Each fragment is rendered from its own samples only;
-    a fragment shorter than ``n_fft`` (32 ms at 16 kHz) is zero-padded to ``n_fft`` (one STFT frame).
-
-    Args:
+    Attributes:
         weights: a torchvision-layout DenseNet121 state dict (``.pt`` / ``.pth`` read with
             ``weights_only=True``, or ``.safetensors``; old ``norm.1``-style keys are renamed;
             ``classifier.*`` is ignored). None: random init (tests).
         sample_rate: Hz the fragments arrive at.
         n_mels: mel bands (DeepSpectrum CLI default 128).
-        colormap: matplotlib colour map (DeepSpectrum default ``viridis``).
+        colormap: matplotlib colour map (DeepSpectrum default ``viridis``; checked when loading).
         image_size: side of the square network input.
         dtype: ``"float32"`` or ``"bfloat16"`` / ``"float16"`` weights.
-        batch_size: images per forward pass.
-        seed: seed of the random init when ``weights`` is None.
-        device: torch device (not part of the key).
+        batch_size: images per forward pass (not in the identity).
+        seed: seed of the random init when ``weights`` is None (in the identity only then).
+        device: torch device (not in the identity).
+    """
+
+    weights: str | None = None
+    sample_rate: int = 16000
+    n_mels: int = 128
+    colormap: str = "viridis"
+    image_size: int = 224
+    dtype: str = "float32"
+    batch_size: int = runtime(16)
+    seed: int = 0
+    device: str = runtime("cpu")
+
+    def validate(self) -> "DeepSpectrumConfig":
+        check_torch_runtime(self)
+        check_positive(self, "sample_rate", "n_mels", "image_size")
+        return self
+
+
+@register_extractor
+class DeepSpectrum(TorchAudioExtractor):
+    """1024-d DenseNet121 ``avg_pool`` feature of each fragment's coloured mel spectrogram.
+
+    See the module docstring for the pipeline. Each fragment is rendered from its own samples only;
+    a fragment shorter than ``n_fft`` (32 ms at 16 kHz) is zero-padded to ``n_fft`` (one STFT frame).
+
+    Parameters: :class:`DeepSpectrumConfig`.
 
     Shape:
         output ``(N, 1024)`` float32.
     """
 
     name = "deepspectrum"
-    modality = "audio"
+    Config = DeepSpectrumConfig
 
-    def __init__(
-        self,
-        *,
-        weights: str | None = None,
-        sample_rate: int = 16000,
-        n_mels: int = 128,
-        colormap: str = "viridis",
-        image_size: int = 224,
-        dtype: str = "float32",
-        batch_size: int = 16,
-        seed: int = 0,
-        device: str = "cpu",
-        **unknown: Any,
-    ) -> None:
-        reject_unknown(
-            self.name,
-            unknown,
-            ("weights", "sample_rate", "n_mels", "colormap", "image_size", "dtype", "batch_size", "seed", "device"),
-        )
-        check_dtype(self.name, dtype)
-        check_positive(self.name, sample_rate=sample_rate, n_mels=n_mels, image_size=image_size, batch_size=batch_size)
-        self.n_fft = 1 << (int(sample_rate * 0.025) - 1).bit_length()  # next power of two of 25 ms
-        params: dict[str, Any] = dict(
-            weights=None if weights is None else str(weights),
-            sample_rate=int(sample_rate),
-            n_mels=int(n_mels),
-            colormap=str(colormap),
-            image_size=int(image_size),
-            dtype=dtype,
-        )
-        if weights is None:
-            params["seed"] = int(seed)
-        super().__init__(params)
-        self.batch_size = int(batch_size)
-        self.device = device
+    def __init__(self, config: DeepSpectrumConfig | None = None, /, **overrides: Any) -> None:
+        super().__init__(config, **overrides)
+        c = self.config
+        self.n_fft = 1 << (int(c.sample_rate * 0.025) - 1).bit_length()  # next power of two of 25 ms
         self.dim = 1024
         self.contract = InputContract(
-            kind="audio_fragment", sample_rate=int(sample_rate), image_size=int(image_size), mean=IMAGENET_MEAN, std=IMAGENET_STD
+            kind="audio_fragment", sample_rate=c.sample_rate, image_size=c.image_size, mean=IMAGENET_MEAN, std=IMAGENET_STD
         )
-        self.net = None
 
-    def load(self) -> None:
-        import torch
+    def _load(self) -> None:
+        import torch  # heavy: only when the network is built
         from torch import nn
 
-        from affectfuse._compat import import_torchvision
-
         try:
-            import matplotlib  # only its colour maps (no pyplot, no figure)
+            import matplotlib  # optional dependency: only its colour maps (no pyplot, no figure)
         except ImportError as e:
             raise ImportError(f"extractor {self.name!r} needs matplotlib for its colour maps: pip install matplotlib") from e
-        if self.params["colormap"] not in matplotlib.colormaps:
-            raise ValueError(f"extractor {self.name!r}: unknown matplotlib colormap {self.params['colormap']!r}")
+        c = self.config
+        if c.colormap not in matplotlib.colormaps:
+            raise ValueError(f"extractor {self.name!r}: unknown matplotlib colormap {c.colormap!r}")
         tv = import_torchvision()
-        if self.params["weights"] is None:
-            torch.manual_seed(self.params["seed"])
+        if c.weights is None:
+            torch.manual_seed(c.seed)
         net = tv.models.densenet121(weights=None)
         net.classifier = nn.Identity()  # forward = features -> relu -> global avg pool -> (B, 1024)
-        if self.params["weights"] is not None:
-            sd = load_state_dict_file(self.params["weights"])
+        if c.weights is not None:
+            sd = load_state_dict(c.weights, strip_prefixes=("module.", "model.", "backbone."))
             sd = {_OLD_DENSENET_KEY.sub(r"\1\2", k): v for k, v in sd.items()}
-            load_into(net, sd, self.params["weights"])
-        tdtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[self.params["dtype"]]
-        self.net = net.eval().to(self.device, tdtype)
-        self._tdtype = tdtype
+            load_weights_into(net, sd, c.weights, ignore_prefixes=("classifier.",), layout="torchvision DenseNet")
+        self.net = prepare_module(net, self.torch_dtype, c.device)
 
     def mel_db(self, x: np.ndarray) -> np.ndarray:
         """DeepSpectrum's mel spectrogram in dB relative to its maximum.
@@ -165,9 +155,9 @@ class DeepSpectrum(Extractor):
         Shape:
             ``(L,)`` -> ``(n_mels, T)`` float32, ``T = 1 + (max(L, n_fft) - n_fft) // (n_fft // 2)``.
         """
-        p = self.params
+        c = self.config
         spec = power_spectrogram(x, n_fft=self.n_fft, win_length=self.n_fft, hop_length=self.n_fft // 2, center=False)
-        mel = mel_filters(p["sample_rate"], self.n_fft, p["n_mels"], 0.0, None, "slaney").T @ spec  # (M, T)
+        mel = mel_filters(c.sample_rate, self.n_fft, c.n_mels, 0.0, None, "slaney").T @ spec  # (M, T)
         return (power_to_db(mel) - power_to_db(np.asarray(mel.max()))).astype(np.float32)
 
     def image(self, x: np.ndarray) -> np.ndarray:
@@ -176,20 +166,13 @@ class DeepSpectrum(Extractor):
         Shape:
             ``(L,)`` -> ``(3, S, S)`` float32.
         """
-        rgb = render_spectrogram(self.mel_db(x), self.params["image_size"], self.params["colormap"])  # (S, S, 3)
+        rgb = render_spectrogram(self.mel_db(x), self.config.image_size, self.config.colormap)  # (S, S, 3)
         rgb = (rgb - np.array(IMAGENET_MEAN, np.float32)) / np.array(IMAGENET_STD, np.float32)
         return rgb.transpose(2, 0, 1).astype(np.float32)  # (3, S, S)
 
-    def forward(self, batch: ExtractorInput) -> np.ndarray:
-        """Shape: ``batch.audio (N, L)`` -> ``(N, 1024)`` float32 (zeros for empty / invalid rows)."""
-        import torch
+    def padded_length(self, n: int) -> int:
+        return 0  # every image has the same shape: one group
 
-        rows, active = audio_rows(self.name, batch)
-        out = np.zeros((len(rows), self.dim), np.float32)
-        idx = [int(i) for i in np.flatnonzero(active)]
-        with torch.inference_mode():
-            for s in range(0, len(idx), self.batch_size):
-                chunk = idx[s : s + self.batch_size]
-                x = torch.from_numpy(np.stack([self.image(rows[i]) for i in chunk]))  # (B, 3, S, S)
-                out[chunk] = self.net(x.to(self.device, self._tdtype)).float().cpu().numpy()  # (B, 1024)
-        return out
+    def prepare(self, row: np.ndarray, length: int) -> np.ndarray:
+        """Shape: ``(L,)`` -> ``(3, S, S)``."""
+        return self.image(row)

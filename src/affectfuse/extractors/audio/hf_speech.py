@@ -18,17 +18,24 @@ wav2vec2 convolution stack) is right-padded with zeros, after normalisation, to 
 
 from __future__ import annotations
 
-import json
+import functools
 import warnings
-from pathlib import Path
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from affectfuse.extractors.base import Extractor, ExtractorInput, InputContract, register_extractor
-from affectfuse.extractors.audio.logmel import audio_rows, check_dtype, check_positive, reject_unknown
+from affectfuse.extractors._hf import from_pretrained, read_hf_config
+from affectfuse.extractors._torch_utils import (
+    CheckedConfig,
+    TorchAudioExtractor,
+    check_positive,
+    check_torch_runtime,
+    prepare_module,
+)
+from affectfuse.extractors.base import InputContract, register_extractor, runtime
 
-__all__ = ["HFSpeech", "HFSpeechBase", "read_hf_config", "conv_min_samples"]
+__all__ = ["HFSpeech", "HFSpeechConfig", "HFSpeechBase", "SpeechConfig", "conv_min_samples"]
 
 # Output widths of well-known checkpoints, used only when their config is not on disk (offline).
 KNOWN_HIDDEN = {
@@ -45,34 +52,6 @@ KNOWN_HIDDEN = {
 }
 
 
-def read_hf_config(model: str) -> dict[str, Any] | None:
-    """The ``config.json`` of a local checkpoint folder or of a hub id already in the HF cache.
-
-    Returns:
-        the parsed config, or None for a hub id that is not cached.
-
-    Raises:
-        FileNotFoundError: ``model`` is a folder without ``config.json``.
-    """
-    p = Path(model).expanduser()
-    if p.is_dir():
-        f = p / "config.json"
-        if not f.exists():
-            raise FileNotFoundError(
-                f"{p}: no config.json; expected a transformers checkpoint folder (config.json + model.safetensors)"
-            )
-        return json.loads(f.read_text())
-    if p.exists():
-        raise FileNotFoundError(f"{p}: expected a transformers checkpoint folder or a hub id, got a file")
-    try:
-        from huggingface_hub import try_to_load_from_cache
-
-        hit = try_to_load_from_cache(model, "config.json")
-    except Exception:  # noqa: BLE001 - a malformed id is simply "not cached"
-        return None
-    return json.loads(Path(hit).read_text()) if isinstance(hit, str) else None
-
-
 def conv_min_samples(conv_kernel, conv_stride, frames: int) -> int:
     """Fewest input samples for which a stack of valid 1-D convolutions yields ``frames`` outputs.
 
@@ -84,46 +63,57 @@ def conv_min_samples(conv_kernel, conv_stride, frames: int) -> int:
     return n
 
 
-def _torch_dtype(dtype: str):
-    import torch
+@dataclass(frozen=True, kw_only=True)
+class SpeechConfig(CheckedConfig):
+    """What the configs of the transformers speech encoders share (their fields ``model``, ``dtype``,
+    ``batch_size``, ``sample_rate`` and ``device`` are declared by each, in its own order).
 
-    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
-
-
-class HFSpeechBase(Extractor):
-    """Shared loading and batching for transformers speech encoders (not registered itself).
-
-    Subclasses set ``name``, ``default_model``, ``_load_model(torch_dtype)``, ``_min_frames(config)``
-    and ``_embed(x) -> (B, dim)`` and compute ``self.dim`` in ``__init__``.
+    Subclasses implement :meth:`output_dim`, which reads the checkpoint's ``config.json`` (no weights)
+    and checks the other fields against it.
     """
 
-    modality = "audio"
-    default_model: ClassVar[str] = ""
+    @functools.cached_property
+    def hf_config(self) -> dict[str, Any] | None:
+        """The checkpoint's ``config.json``, or None for a hub id not in the local cache."""
+        return read_hf_config(getattr(self, "model"))
 
-    def _setup(self, model: str, dtype: str, batch_size: int, sample_rate: int, device: str, extra: dict) -> None:
-        check_dtype(self.name, dtype)
-        check_positive(self.name, batch_size=batch_size, sample_rate=sample_rate)
-        super().__init__(dict(model=str(model), dtype=dtype, sample_rate=int(sample_rate), **extra))
-        self.batch_size = int(batch_size)
-        self.device = device
-        self.config = read_hf_config(str(model))
-        self.contract = InputContract(kind="audio_fragment", sample_rate=int(sample_rate))
-        self._model = None
-        self._fe = None
+    def output_dim(self) -> int:
+        raise NotImplementedError
+
+    def validate(self) -> "SpeechConfig":
+        check_torch_runtime(self)
+        check_positive(self, "sample_rate")
+        self.output_dim()
+        return self
+
+
+class HFSpeechBase(TorchAudioExtractor):
+    """Shared loading and batching for transformers speech encoders (not registered itself).
+
+    Subclasses set ``name``, ``Config`` (a :class:`SpeechConfig`), ``_load_model()`` (the model; ``_load``
+    casts it to the config's dtype and device into ``self.net``), ``_min_frames(config)`` and
+    ``encode(x) -> (B, dim)``.
+    """
+
+    def __init__(self, config: SpeechConfig | None = None, /, **overrides: Any) -> None:
+        super().__init__(config, **overrides)
+        self.dim = self.config.output_dim()
+        self.contract = InputContract(kind="audio_fragment", sample_rate=self.config.sample_rate)
+        self._fe: Any = None
         self._min_len = 1
 
     # -- loading --------------------------------------------------------------------------------
     def _load_feature_extractor(self):
-        from transformers import AutoFeatureExtractor, Wav2Vec2FeatureExtractor
+        from transformers import AutoFeatureExtractor, Wav2Vec2FeatureExtractor  # heavy: only when loading
 
-        model = self.params["model"]
+        model, sr = self.config.model, self.config.sample_rate
         try:
             fe = AutoFeatureExtractor.from_pretrained(model)
         except (OSError, ValueError) as e:
-            cfg = self._model.config
+            cfg = self.net.config
             fe = Wav2Vec2FeatureExtractor(
                 feature_size=1,
-                sampling_rate=self.params["sample_rate"],
+                sampling_rate=sr,
                 padding_value=0.0,
                 do_normalize=True,
                 return_attention_mask=getattr(cfg, "feat_extract_norm", "group") == "layer",
@@ -133,77 +123,96 @@ class HFSpeechBase(Extractor):
                 "defaults (zero-mean/unit-variance normalisation)",
                 stacklevel=2,
             )
-        if getattr(fe, "sampling_rate", self.params["sample_rate"]) != self.params["sample_rate"]:
+        if getattr(fe, "sampling_rate", sr) != sr:
             raise ValueError(
                 f"{model}: the checkpoint expects {fe.sampling_rate} Hz audio but extractor {self.name!r} was "
-                f"created with sample_rate={self.params['sample_rate']}"
+                f"created with sample_rate={sr}"
             )
         return fe
 
-    @staticmethod
-    def _check_loading(model: str, info: dict) -> None:
+    def _from_pretrained(self, loader: Any) -> Any:
+        """The checkpoint through ``loader``, refusing one that lacks weights the model needs."""
+        model, info = from_pretrained(
+            loader, self.config.model, who=self.name, what="checkpoint", output_loading_info=True
+        )
         missing = [k for k in info.get("missing_keys", []) if "masked_spec_embed" not in k]
         if missing:
             raise ValueError(
-                f"{model}: the checkpoint lacks {len(missing)} weight(s) the model needs "
+                f"{self.config.model}: the checkpoint lacks {len(missing)} weight(s) the model needs "
                 f"(e.g. {', '.join(missing[:3])}); they would be random. Is it the right kind of checkpoint?"
             )
+        return model
 
-    def _load_model(self, torch_dtype):
+    def _load_model(self):
         raise NotImplementedError
 
     def _min_frames(self, config) -> int:
         return 1
 
-    def load(self) -> None:
-        import torch  # noqa: F401
-
-        self._model = self._load_model(_torch_dtype(self.params["dtype"]))
-        self._model.eval().to(self.device)
+    def _load(self) -> None:
+        self.net = prepare_module(self._load_model(), self.torch_dtype, self.config.device)
         self._fe = self._load_feature_extractor()
-        cfg = self._model.config
+        cfg = self.net.config
         self._min_len = conv_min_samples(cfg.conv_kernel, cfg.conv_stride, self._min_frames(cfg))
 
     # -- running --------------------------------------------------------------------------------
-    def _embed(self, x):
-        """``(B, L)`` model-dtype tensor -> ``(B, dim)`` tensor."""
-        raise NotImplementedError
+    def padded_length(self, n: int) -> int:
+        return max(n, self._min_len)
 
-    def _prepare(self, row: np.ndarray, length: int) -> np.ndarray:
+    def prepare(self, row: np.ndarray, length: int) -> np.ndarray:
         """The feature extractor on a row's real samples, then zero padding to ``length``.
 
         Shape:
             ``(l,)`` -> ``(length,)`` float32 with ``length >= l``.
         """
-        v = self._fe(row, sampling_rate=self.params["sample_rate"], return_tensors="np")["input_values"][0]  # (l,)
+        v = self._fe(row, sampling_rate=self.config.sample_rate, return_tensors="np")["input_values"][0]  # (l,)
         v = np.asarray(v, dtype=np.float32).reshape(-1)
         if len(v) < length:
             v = np.pad(v, (0, length - len(v)), constant_values=float(getattr(self._fe, "padding_value", 0.0)))
         return v
 
-    def forward(self, batch: ExtractorInput) -> np.ndarray:
-        """Embeddings of every fragment.
 
-        Shape:
-            ``batch.audio (N, L)`` -> ``(N, dim)`` float32; rows of length 0 or ``valid == False`` give zeros.
-        """
-        import torch
+@dataclass(frozen=True, kw_only=True)
+class HFSpeechConfig(SpeechConfig):
+    """Parameters of :class:`HFSpeech`.
 
-        rows, active = audio_rows(self.name, batch)
-        out = np.zeros((len(rows), self.dim), np.float32)
-        eff = {int(i): max(len(rows[i]), self._min_len) for i in np.flatnonzero(active)}
-        groups: dict[int, list[int]] = {}
-        for i, n in eff.items():
-            groups.setdefault(n, []).append(i)
-        tdtype = _torch_dtype(self.params["dtype"])
-        with torch.inference_mode():
-            for n, idx in groups.items():
-                for s in range(0, len(idx), self.batch_size):
-                    chunk = idx[s : s + self.batch_size]
-                    x = np.stack([self._prepare(rows[i], n) for i in chunk])  # (B, n)
-                    xt = torch.from_numpy(x).to(self.device, tdtype)  # (B, n)
-                    out[chunk] = self._embed(xt).float().cpu().numpy()  # (B, dim)
-        return out
+    Attributes:
+        model: hub id (resolved by ``transformers``; offline it must be in the HF cache) or a local
+            checkpoint folder (``config.json`` + weights, optionally ``preprocessor_config.json``).
+        layer: -1 (default) averages ``last_hidden_state``, the encoder's output (for
+            stable-layer-norm checkpoints such as wav2vec2-large / WavLM-large that is after the final
+            layer norm); any other value indexes ``hidden_states`` (0 = the input of the first
+            transformer layer, i = the output of layer i).
+        dtype: ``"float32"``, or ``"bfloat16"`` / ``"float16"`` weights (activations follow).
+        batch_size: fragments per forward pass (within a group of equal length; not in the identity).
+        sample_rate: Hz the fragments arrive at; must match the checkpoint's feature extractor.
+        device: torch device to run on (not in the identity).
+    """
+
+    model: str = "facebook/hubert-base-ls960"
+    layer: int = -1
+    dtype: str = "float32"
+    batch_size: int = runtime(16)
+    sample_rate: int = 16000
+    device: str = runtime("cpu")
+
+    def output_dim(self) -> int:
+        """``hidden_size`` of the checkpoint; checks ``layer`` against its depth."""
+        cfg = self.hf_config
+        if cfg is None:
+            if self.model not in KNOWN_HIDDEN:
+                raise ValueError(
+                    f"{type(self).__name__}: cannot read the config of model={self.model!r}: it is not a local folder "
+                    "and not in the Hugging Face cache (offline). Pass a local checkpoint folder."
+                )
+            return KNOWN_HIDDEN[self.model]
+        n_layers = int(cfg.get("num_hidden_layers", 0))
+        if not -(n_layers + 1) <= self.layer <= n_layers:
+            raise ValueError(
+                f"{type(self).__name__}: layer={self.layer} is outside [-{n_layers + 1}, {n_layers}] for {self.model} "
+                f"({n_layers} layers)"
+            )
+        return int(cfg["hidden_size"])
 
 
 @register_extractor
@@ -214,70 +223,31 @@ class HFSpeech(HFSpeechBase):
     fragment's own frames only; a fragment shorter than the convolutional receptive field (400
     samples for the standard stack) is zero-padded to it.
 
-    Args:
-        model: hub id (resolved by ``transformers``; offline it must be in the HF cache) or a local
-            checkpoint folder (``config.json`` + weights, optionally ``preprocessor_config.json``).
-        layer: -1 (default) averages ``last_hidden_state``, the encoder's output (for
-            stable-layer-norm checkpoints such as wav2vec2-large / WavLM-large that is after the final
-            layer norm); any other value indexes ``hidden_states`` (0 = the input of the first
-            transformer layer, i = the output of layer i).
-        dtype: ``"float32"``, or ``"bfloat16"`` / ``"float16"`` weights (activations follow).
-        batch_size: fragments per forward pass (within a group of equal length).
-        sample_rate: Hz the fragments arrive at; must match the checkpoint's feature extractor.
-        device: torch device to run on (does not change the output, so not part of the key).
+    Parameters: :class:`HFSpeechConfig`.
 
     Shape:
         output ``(N, hidden_size)`` float32.
     """
 
     name = "hf_speech"
-    default_model = "facebook/hubert-base-ls960"
+    Config = HFSpeechConfig
 
-    def __init__(
-        self,
-        *,
-        model: str = "facebook/hubert-base-ls960",
-        layer: int = -1,
-        dtype: str = "float32",
-        batch_size: int = 16,
-        sample_rate: int = 16000,
-        device: str = "cpu",
-        **unknown: Any,
-    ) -> None:
-        reject_unknown(self.name, unknown, ("model", "layer", "dtype", "batch_size", "sample_rate", "device"))
-        self._setup(model, dtype, batch_size, sample_rate, device, dict(layer=int(layer)))
-        if self.config is not None:
-            self.dim = int(self.config["hidden_size"])
-            n_layers = int(self.config.get("num_hidden_layers", 0))
-            if not -(n_layers + 1) <= int(layer) <= n_layers:
-                raise ValueError(
-                    f"extractor {self.name!r}: layer={layer} is outside [-{n_layers + 1}, {n_layers}] for {model} "
-                    f"({n_layers} layers)"
-                )
-        elif str(model) in KNOWN_HIDDEN:
-            self.dim = KNOWN_HIDDEN[str(model)]
-        else:
-            raise ValueError(
-                f"extractor {self.name!r}: cannot read the config of {model!r}: it is not a local folder and not "
-                "in the Hugging Face cache (offline). Pass a local checkpoint folder."
-            )
+    def _load_model(self):
+        from transformers import AutoModel  # heavy: only when loading
 
-    def _load_model(self, torch_dtype):
-        from transformers import AutoModel
-
-        model, info = AutoModel.from_pretrained(self.params["model"], output_loading_info=True)
-        self._check_loading(self.params["model"], info)
+        model = self._from_pretrained(AutoModel)
         if not hasattr(model.config, "conv_kernel"):
             raise ValueError(
-                f"{self.params['model']}: {type(model).__name__} is not a wav2vec2-style speech encoder "
+                f"{self.config.model}: {type(model).__name__} is not a wav2vec2-style speech encoder "
                 "(HuBERT / wav2vec2 / WavLM / data2vec-audio expected)"
             )
-        return model.to(torch_dtype)
+        return model
 
-    def _embed(self, x):
-        layer = self.params["layer"]
+    def encode(self, x):
+        """Shape: ``(B, L)`` model-dtype tensor -> ``(B, hidden_size)`` (time average of the chosen layer)."""
+        layer = self.config.layer
         if layer == -1:
-            h = self._model(x).last_hidden_state  # (B, T, H)
+            h = self.net(x).last_hidden_state  # (B, T, H)
         else:
-            h = self._model(x, output_hidden_states=True).hidden_states[layer]  # (B, T, H)
+            h = self.net(x, output_hidden_states=True).hidden_states[layer]  # (B, T, H)
         return h.mean(dim=1)  # (B, H)

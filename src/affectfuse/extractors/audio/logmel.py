@@ -1,119 +1,29 @@
-"""Log-mel statistics per audio fragment, and the audio helpers every audio extractor shares.
+"""Log-mel statistics per audio fragment, and the signal processing the audio extractors share.
 
 ``logmel_stats`` is the dependency-free audio baseline: a log-mel spectrogram (25 ms Hann windows every
 10 ms, 64 mel bands, power in dB) of each fragment, summarised by the mean and the standard deviation
 of every band over time (optionally also of the bands' first-order deltas).
 
-The helpers below (input checks, parameter checks, a vectorised numpy STFT, mel filter banks from
-``transformers.audio_utils``) are used by the other audio extractors of this package too. None of them
-imports more than numpy at module import time.
+The signal-processing functions below (a vectorised numpy STFT, mel filter banks from
+``transformers.audio_utils``, dB conversion, deltas) are used by the other audio extractors of this
+package too. None of them imports more than numpy at module import time.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from affectfuse.extractors.base import Extractor, ExtractorInput, InputContract, register_extractor
+from affectfuse.extractors._torch_utils import AudioExtractor, CheckedConfig, check_positive, config_error
+from affectfuse.extractors.base import InputContract, register_extractor
 
-__all__ = [
-    "LogMelStats",
-    "reject_unknown",
-    "check_dtype",
-    "audio_rows",
-    "power_spectrogram",
-    "mel_filters",
-    "power_to_db",
-    "deltas",
-]
-
-DTYPES = ("float32", "bfloat16", "float16")
+__all__ = ["LogMelStats", "LogMelStatsConfig", "power_spectrogram", "mel_filters", "power_to_db", "deltas"]
 
 
-# -- shared helpers ------------------------------------------------------------------------------
-def reject_unknown(name: str, unknown: dict[str, Any], accepted: Iterable[str]) -> None:
-    """Raise ``TypeError`` for keyword arguments an extractor does not take.
-
-    Args:
-        name: the extractor's registered name (for the message).
-        unknown: the unexpected keyword arguments.
-        accepted: the parameter names the extractor does take.
-
-    Raises:
-        TypeError: ``unknown`` is not empty; the message lists the accepted names.
-    """
-    if unknown:
-        raise TypeError(
-            f"extractor {name!r} got unknown parameter(s) {', '.join(sorted(unknown))}; "
-            f"accepted: {', '.join(accepted)}"
-        )
-
-
-def check_dtype(name: str, dtype: str) -> str:
-    """Validate a weight dtype name (``"float32"``, ``"bfloat16"`` or ``"float16"``)."""
-    if dtype not in DTYPES:
-        raise ValueError(f"extractor {name!r}: dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
-    return dtype
-
-
-def check_positive(name: str, **values: float) -> None:
-    """Raise ``ValueError`` naming the first parameter that is not > 0."""
-    for k, v in values.items():
-        if not v > 0:
-            raise ValueError(f"extractor {name!r}: {k} must be > 0, got {v!r}")
-
-
-def audio_rows(name: str, batch: ExtractorInput) -> tuple[list[np.ndarray], np.ndarray]:
-    """Check an ``audio_fragment`` batch and cut every row to its real samples.
-
-    Args:
-        name: the extractor's name (for error messages).
-        batch: must carry ``audio (N, L)`` and (optionally) ``audio_lengths (N,)``; without lengths
-            every row is taken as L real samples.
-
-    Returns:
-        ``(rows, active)``: ``rows[i]`` is ``audio[i, :lengths[i]]`` as float32 (a view, no copy), and
-        ``active (N,)`` bool marks the rows worth computing (length > 0 and not ``valid == False``).
-        Inactive rows may be given any finite output.
-
-    Raises:
-        ValueError: the batch holds another input kind, or the arrays have wrong shapes / lengths.
-    """
-    if batch.audio is None:
-        got = [f"{f} {tuple(getattr(batch, f).shape)}" for f in ("images", "clips") if getattr(batch, f) is not None]
-        raise ValueError(
-            f"extractor {name!r} needs 'audio_fragment' inputs (ExtractorInput.audio (N, L) float32 mono "
-            f"with audio_lengths (N,)); got a batch with {', '.join(got) or 'no data'}"
-        )
-    audio = np.asarray(batch.audio)
-    if audio.ndim != 2:
-        raise ValueError(f"extractor {name!r}: ExtractorInput.audio must be (N, L) mono, got shape {audio.shape}")
-    if not np.issubdtype(audio.dtype, np.floating):
-        raise ValueError(f"extractor {name!r}: ExtractorInput.audio must be float in [-1, 1], got {audio.dtype}")
-    n, length = audio.shape
-    if batch.audio_lengths is None:
-        lengths = np.full(n, length, np.int64)
-    else:
-        lengths = np.asarray(batch.audio_lengths).astype(np.int64, copy=False)
-        if lengths.shape != (n,):
-            raise ValueError(
-                f"extractor {name!r}: audio_lengths must be ({n},) for audio {audio.shape}, got {lengths.shape}"
-            )
-        if n and (lengths.min() < 0 or lengths.max() > length):
-            raise ValueError(
-                f"extractor {name!r}: audio_lengths must lie in [0, {length}], got min {lengths.min()} max {lengths.max()}"
-            )
-    audio = audio.astype(np.float32, copy=False)
-    rows = [audio[i, : lengths[i]] for i in range(n)]
-    active = lengths > 0
-    if batch.valid is not None:
-        active &= np.asarray(batch.valid, dtype=bool)
-    return rows, active
-
-
+# -- signal processing ---------------------------------------------------------------------------
 def power_spectrogram(
     x: np.ndarray,
     *,
@@ -178,7 +88,7 @@ def mel_filters(
     Shape:
         returns ``(n_fft // 2 + 1, n_mels)`` float32 (read-only, cached).
     """
-    from transformers.audio_utils import mel_filter_bank
+    from transformers.audio_utils import mel_filter_bank  # heavy: transformers only for the filter bank
 
     fb = mel_filter_bank(
         num_frequency_bins=n_fft // 2 + 1,
@@ -216,8 +126,55 @@ def deltas(x: np.ndarray, width: int = 2) -> np.ndarray:
 
 
 # -- the extractor --------------------------------------------------------------------------------
+@dataclass(frozen=True, kw_only=True)
+class LogMelStatsConfig(CheckedConfig):
+    """Parameters of :class:`LogMelStats` (all of them change the output).
+
+    Attributes:
+        sample_rate: Hz the fragments arrive at (the pipeline resamples to it).
+        n_mels: mel bands.
+        win_ms: window length in milliseconds.
+        hop_ms: hop in milliseconds.
+        n_fft: FFT size (>= the window in samples).
+        fmin: lowest mel edge, Hz.
+        fmax: highest mel edge, Hz (None: ``sample_rate / 2``).
+        deltas: also summarise the bands' first-order deltas.
+    """
+
+    sample_rate: int = 16000
+    n_mels: int = 64
+    win_ms: float = 25.0
+    hop_ms: float = 10.0
+    n_fft: int = 512
+    fmin: float = 0.0
+    fmax: float | None = None
+    deltas: bool = False
+
+    @property
+    def win_length(self) -> int:
+        return int(round(self.sample_rate * self.win_ms / 1000))
+
+    @property
+    def hop_length(self) -> int:
+        return int(round(self.sample_rate * self.hop_ms / 1000))
+
+    def validate(self) -> "LogMelStatsConfig":
+        check_positive(self, "sample_rate", "n_mels", "win_ms", "hop_ms", "n_fft")
+        if self.win_length > self.n_fft:
+            expected = f"at most n_fft={self.n_fft} samples (it is {self.win_length} samples)"
+            raise config_error(self, "win_ms", expected, self.win_ms)
+        if self.hop_length < 1:
+            raise config_error(self, "hop_ms", f"at least one sample at {self.sample_rate} Hz", self.hop_ms)
+        nyquist = self.sample_rate / 2
+        if self.fmax is not None and not 0 < self.fmax <= nyquist:
+            raise config_error(self, "fmax", f"None or in (0, sample_rate/2 = {nyquist:g}]", self.fmax)
+        if not 0 <= self.fmin < (nyquist if self.fmax is None else self.fmax):
+            raise config_error(self, "fmin", "in [0, fmax)", self.fmin)
+        return self
+
+
 @register_extractor
-class LogMelStats(Extractor):
+class LogMelStats(AudioExtractor):
     """Mean and standard deviation over time of each log-mel band of a fragment.
 
     Per fragment (its real samples only; padding never enters): power spectrogram with a periodic
@@ -228,65 +185,26 @@ class LogMelStats(Extractor):
     ``deltas=True``, ``[..., mean(delta), std(delta)]`` of the HTK regression deltas (width 2).
     Any fragment of at least one sample works (it gives at least one frame).
 
-    Args:
-        sample_rate: Hz the fragments arrive at (the pipeline resamples to it).
-        n_mels: mel bands.
-        win_ms: window length in milliseconds.
-        hop_ms: hop in milliseconds.
-        n_fft: FFT size (>= the window in samples).
-        fmin: lowest mel edge, Hz.
-        fmax: highest mel edge, Hz (None: ``sample_rate / 2``).
-        deltas: also summarise the bands' first-order deltas.
+    Parameters: :class:`LogMelStatsConfig`.
 
     Shape:
         output ``(N, 2 * n_mels)`` or ``(N, 4 * n_mels)`` with deltas, float32.
     """
 
     name = "logmel_stats"
-    modality = "audio"
+    Config = LogMelStatsConfig
 
-    def __init__(
-        self,
-        *,
-        sample_rate: int = 16000,
-        n_mels: int = 64,
-        win_ms: float = 25.0,
-        hop_ms: float = 10.0,
-        n_fft: int = 512,
-        fmin: float = 0.0,
-        fmax: float | None = None,
-        deltas: bool = False,
-        **unknown: Any,
-    ) -> None:
-        reject_unknown(
-            self.name, unknown, ("sample_rate", "n_mels", "win_ms", "hop_ms", "n_fft", "fmin", "fmax", "deltas")
-        )
-        check_positive(self.name, sample_rate=sample_rate, n_mels=n_mels, win_ms=win_ms, hop_ms=hop_ms, n_fft=n_fft)
-        self.win_length = int(round(sample_rate * win_ms / 1000))
-        self.hop_length = int(round(sample_rate * hop_ms / 1000))
-        if self.win_length > n_fft:
-            raise ValueError(
-                f"extractor {self.name!r}: the window ({win_ms} ms = {self.win_length} samples) is longer than n_fft={n_fft}"
-            )
-        if self.hop_length < 1:
-            raise ValueError(f"extractor {self.name!r}: hop_ms={hop_ms} is below one sample at {sample_rate} Hz")
-        top = fmax if fmax is not None else sample_rate / 2
-        if not 0 <= fmin < top <= sample_rate / 2:
-            raise ValueError(f"extractor {self.name!r}: need 0 <= fmin < fmax <= sample_rate/2, got {fmin}, {fmax}")
-        super().__init__(
-            dict(
-                sample_rate=int(sample_rate),
-                n_mels=int(n_mels),
-                win_ms=float(win_ms),
-                hop_ms=float(hop_ms),
-                n_fft=int(n_fft),
-                fmin=float(fmin),
-                fmax=None if fmax is None else float(fmax),
-                deltas=bool(deltas),
-            )
-        )
-        self.dim = 2 * n_mels * (2 if deltas else 1)
-        self.contract = InputContract(kind="audio_fragment", sample_rate=int(sample_rate))
+    def __init__(self, config: LogMelStatsConfig | None = None, /, **overrides: Any) -> None:
+        super().__init__(config, **overrides)
+        c = self.config
+        self.dim = 2 * c.n_mels * (2 if c.deltas else 1)
+        self.contract = InputContract(kind="audio_fragment", sample_rate=c.sample_rate)
+
+    @property
+    def columns(self) -> list[str]:
+        """``mel<i>_mean``, ``mel<i>_std`` (then ``mel<i>_delta_mean``, ``mel<i>_delta_std``)."""
+        stats = ("mean", "std", "delta_mean", "delta_std")[: 4 if self.config.deltas else 2]
+        return [f"mel{i}_{s}" for s in stats for i in range(self.config.n_mels)]
 
     def logmel(self, x: np.ndarray) -> np.ndarray:
         """Log-mel spectrogram (dB) of one signal.
@@ -294,18 +212,18 @@ class LogMelStats(Extractor):
         Shape:
             ``(L,)`` -> ``(n_mels, T)`` float32.
         """
-        p = self.params
-        spec = power_spectrogram(x, n_fft=p["n_fft"], win_length=self.win_length, hop_length=self.hop_length)  # (F, T)
-        fb = mel_filters(p["sample_rate"], p["n_fft"], p["n_mels"], p["fmin"], p["fmax"], "slaney")  # (F, M)
+        c = self.config
+        spec = power_spectrogram(x, n_fft=c.n_fft, win_length=c.win_length, hop_length=c.hop_length)  # (F, T)
+        fb = mel_filters(c.sample_rate, c.n_fft, c.n_mels, c.fmin, c.fmax, "slaney")  # (F, M)
         return power_to_db(fb.T @ spec).astype(np.float32)  # (M, T)
 
-    def forward(self, batch: ExtractorInput) -> np.ndarray:
-        rows, active = audio_rows(self.name, batch)
+    def embed(self, rows: list[np.ndarray]) -> np.ndarray:
+        """Shape: ``rows[i] (L_i,)`` -> ``(len(rows), dim)``."""
         out = np.zeros((len(rows), self.dim), np.float32)
-        for i in np.flatnonzero(active):
-            lm = self.logmel(rows[i]).astype(np.float64)  # (M, T)
+        for i, r in enumerate(rows):
+            lm = self.logmel(r).astype(np.float64)  # (M, T)
             feats = [lm.mean(1), lm.std(1)]
-            if self.params["deltas"]:
+            if self.config.deltas:
                 d = deltas(lm)  # (M, T)
                 feats += [d.mean(1), d.std(1)]
             out[i] = np.concatenate(feats)  # (dim,)

@@ -8,7 +8,7 @@ x-vector, an utterance-level voice embedding. openSMILE's eGeMAPS ships too but 
 non-commercial, so it is not the default.
 
 The package itself is never imported (it imports librosa and webrtcvad); only its weight file is read,
-by path, with ``torch.load(weights_only=True)``. Install it with
+by path, with :func:`~affectfuse.extractors._torch_utils.load_state_dict` (``weights_only=True``). Install it with
 ``pip install --no-deps resemblyzer==0.1.4``, or pass ``weights=`` a copy of ``pretrained.pt``.
 
 What is re-implemented (``resemblyzer/audio.py`` + ``voice_encoder.py`` of 0.1.4):
@@ -30,22 +30,28 @@ content depend on a VAD and break the alignment of fragments with frames).
 from __future__ import annotations
 
 import importlib.util
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from affectfuse.extractors.audio.logmel import (
-    audio_rows,
-    check_dtype,
+from affectfuse.extractors._torch_utils import (
+    AudioExtractor,
+    CheckedConfig,
+    batch_slices,
     check_positive,
-    mel_filters,
-    power_spectrogram,
-    reject_unknown,
+    check_range,
+    check_torch_runtime,
+    load_state_dict,
+    load_weights_into,
+    prepare_module,
+    torch_dtype,
 )
-from affectfuse.extractors.base import Extractor, ExtractorInput, InputContract, register_extractor
+from affectfuse.extractors.audio.logmel import mel_filters, power_spectrogram
+from affectfuse.extractors.base import InputContract, register_extractor, runtime
 
-__all__ = ["ResemblyzerGE2E", "resemblyzer_weights_path", "partial_slices"]
+__all__ = ["ResemblyzerGE2E", "ResemblyzerConfig", "resemblyzer_weights_path", "partial_slices"]
 
 SAMPLE_RATE = 16000
 N_MELS = 40
@@ -107,88 +113,71 @@ def normalize_volume(wav: np.ndarray, target_dbfs: float = TARGET_DBFS) -> np.nd
     return wav * np.float32(gain) if gain > 1 else wav
 
 
-@register_extractor
-class ResemblyzerGE2E(Extractor):
-    """256-d GE2E speaker embedding of every fragment (Resemblyzer 0.1.4 weights, own torch code).
+@dataclass(frozen=True, kw_only=True)
+class ResemblyzerConfig(CheckedConfig):
+    """Parameters of :class:`ResemblyzerGE2E`.
 
-    See the module docstring for the exact front end. Fragments shorter than 1.6 s are zero-padded to
-    1.6 s, as Resemblyzer does; longer ones are covered by overlapping 1.6 s partials whose
-    embeddings are averaged. Each fragment is processed from its own real samples only.
-
-    Args:
+    Attributes:
         weights: path to Resemblyzer's ``pretrained.pt`` (a dict with ``model_state``) or None for
             the installed package's file.
         normalize_volume: raise quiet fragments to -30 dBFS first (Resemblyzer's ``preprocess_wav``).
         rate: partial utterances per second (Resemblyzer's ``embed_utterance`` default 1.3).
         min_coverage: keep the last partial if it is at least this full (default 0.75).
         dtype: ``"float32"`` or ``"bfloat16"`` / ``"float16"`` weights.
-        batch_size: partial utterances per LSTM pass.
-        device: torch device (not part of the key).
+        batch_size: partial utterances per LSTM pass (not in the identity).
+        device: torch device (not in the identity).
+    """
+
+    weights: str | None = None
+    normalize_volume: bool = True
+    rate: float = 1.3
+    min_coverage: float = 0.75
+    dtype: str = "float32"
+    batch_size: int = runtime(64)
+    device: str = runtime("cpu")
+
+    def validate(self) -> "ResemblyzerConfig":
+        check_torch_runtime(self)
+        check_positive(self, "rate")
+        check_range(self, "min_coverage", 0, 1, "(]")
+        partial_slices(1, self.rate, self.min_coverage)  # the rate must give a partial step of 1..160 frames
+        return self
+
+
+@register_extractor
+class ResemblyzerGE2E(AudioExtractor):
+    """256-d GE2E speaker embedding of every fragment (Resemblyzer 0.1.4 weights, own torch code).
+
+    See the module docstring for the exact front end. Fragments shorter than 1.6 s are zero-padded to
+    1.6 s, as Resemblyzer does; longer ones are covered by overlapping 1.6 s partials whose
+    embeddings are averaged. Each fragment is processed from its own real samples only.
+
+    Parameters: :class:`ResemblyzerConfig`.
 
     Shape:
         output ``(N, 256)`` float32, unit L2 norm, non-negative (zeros for empty / invalid rows).
     """
 
     name = "resemblyzer_ge2e"
-    modality = "audio"
+    Config = ResemblyzerConfig
 
-    def __init__(
-        self,
-        *,
-        weights: str | None = None,
-        normalize_volume: bool = True,
-        rate: float = 1.3,
-        min_coverage: float = 0.75,
-        dtype: str = "float32",
-        batch_size: int = 64,
-        device: str = "cpu",
-        **unknown: Any,
-    ) -> None:
-        reject_unknown(
-            self.name,
-            unknown,
-            ("weights", "normalize_volume", "rate", "min_coverage", "dtype", "batch_size", "device"),
-        )
-        check_dtype(self.name, dtype)
-        check_positive(self.name, rate=rate, batch_size=batch_size)
-        if not 0 < min_coverage <= 1:
-            raise ValueError(f"extractor {self.name!r}: min_coverage must be in (0, 1], got {min_coverage}")
-        partial_slices(1, rate, min_coverage)  # validates rate
-        super().__init__(
-            dict(
-                weights=None if weights is None else str(weights),
-                normalize_volume=bool(normalize_volume),
-                rate=float(rate),
-                min_coverage=float(min_coverage),
-                dtype=dtype,
-            )
-        )
-        self.batch_size = int(batch_size)
-        self.device = device
+    def __init__(self, config: ResemblyzerConfig | None = None, /, **overrides: Any) -> None:
+        super().__init__(config, **overrides)
         self.dim = HIDDEN
         self.contract = InputContract(kind="audio_fragment", sample_rate=SAMPLE_RATE)
-        self._lstm = None
-        self._linear = None
+        self._net: Any = None  # ModuleDict(lstm=LSTM(40, 256, 3 layers), linear=Linear(256, 256))
 
-    def load(self) -> None:
-        import torch
-        from torch import nn
+    def _load(self) -> None:
+        from torch import nn  # heavy: only when the network is built
 
-        path = Path(self.params["weights"]) if self.params["weights"] else resemblyzer_weights_path()
-        if not path.exists():
-            raise FileNotFoundError(f"{path}: Resemblyzer weights not found (expected its pretrained.pt)")
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        state = ckpt.get("model_state", ckpt) if isinstance(ckpt, dict) else None
-        if not isinstance(state, dict) or "linear.weight" not in state:
+        path = Path(self.config.weights) if self.config.weights else resemblyzer_weights_path()
+        state = load_state_dict(path)  # unwraps {"model_state": ...}
+        if "linear.weight" not in state:
             raise ValueError(f"{path}: expected a Resemblyzer checkpoint (dict with 'model_state' holding lstm.* and linear.*)")
         lstm = nn.LSTM(N_MELS, HIDDEN, num_layers=3, batch_first=True)
-        linear = nn.Linear(HIDDEN, HIDDEN)
-        lstm.load_state_dict({k[5:]: v for k, v in state.items() if k.startswith("lstm.")})
-        linear.load_state_dict({k[7:]: v for k, v in state.items() if k.startswith("linear.")})
-        tdtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[self.params["dtype"]]
-        self._lstm = lstm.eval().to(self.device, tdtype)
-        self._linear = linear.eval().to(self.device, tdtype)
-        self._tdtype = tdtype
+        net = nn.ModuleDict({"lstm": lstm, "linear": nn.Linear(HIDDEN, HIDDEN)})
+        load_weights_into(net, state, path, ignore_prefixes=("similarity_",))  # GE2E training-only scale / bias
+        self._net = prepare_module(net, torch_dtype(self.config.dtype), self.config.device)
 
     def partials(self, wav: np.ndarray) -> np.ndarray:
         """Mel power spectrograms of a fragment's partial utterances.
@@ -196,9 +185,9 @@ class ResemblyzerGE2E(Extractor):
         Shape:
             ``(L,)`` -> ``(P, 160, 40)`` float32.
         """
-        if self.params["normalize_volume"]:
+        if self.config.normalize_volume:
             wav = normalize_volume(wav)
-        slices = partial_slices(len(wav), self.params["rate"], self.params["min_coverage"])
+        slices = partial_slices(len(wav), self.config.rate, self.config.min_coverage)
         stop = slices[-1][1] * HOP
         if stop >= len(wav):
             wav = np.pad(wav, (0, stop - len(wav)))
@@ -212,33 +201,28 @@ class ResemblyzerGE2E(Extractor):
         Shape:
             ``(P, 160, 40)`` tensor -> ``(P, 256)`` float32 tensor, unit norm.
         """
-        import torch
+        import torch  # heavy: only when running
 
-        _, (hidden, _) = self._lstm(mels.to(self.device, self._tdtype))  # hidden (3, P, 256)
-        e = torch.relu(self._linear(hidden[-1])).float()  # (P, 256)
+        dtype = torch_dtype(self.config.dtype)
+        _, (hidden, _) = self._net["lstm"](mels.to(self.config.device, dtype))  # hidden (3, P, 256)
+        e = torch.relu(self._net["linear"](hidden[-1])).float()  # (P, 256)
         return e / e.norm(dim=1, keepdim=True).clamp_min(1e-12)
 
-    def forward(self, batch: ExtractorInput) -> np.ndarray:
-        """Fragment embeddings.
+    def embed(self, rows: list[np.ndarray]) -> np.ndarray:
+        """Fragment embeddings: the L2-normalised mean of each fragment's partial embeddings.
 
         Shape:
-            ``batch.audio (N, L)`` -> ``(N, 256)`` float32.
+            ``rows[i] (L_i,)`` -> ``(len(rows), 256)`` float32.
         """
-        import torch
+        import torch  # heavy: only when running
 
-        rows, active = audio_rows(self.name, batch)
-        out = np.zeros((len(rows), self.dim), np.float32)
-        idx = np.flatnonzero(active)
-        if len(idx) == 0:
-            return out
-        parts = [self.partials(rows[i]) for i in idx]
-        owner = np.repeat(np.arange(len(idx)), [len(p) for p in parts])  # (P,)
+        parts = [self.partials(r) for r in rows]
+        owner = np.repeat(np.arange(len(rows)), [len(p) for p in parts])  # (P,)
         mels = torch.from_numpy(np.concatenate(parts))  # (P, 160, 40)
         with torch.inference_mode():
-            emb = torch.cat([self.embed_partials(mels[s : s + self.batch_size]) for s in range(0, len(mels), self.batch_size)])
+            emb = torch.cat([self.embed_partials(mels[sl]) for sl in batch_slices(len(mels), self.config.batch_size)])
         emb = emb.cpu().numpy().astype(np.float64)  # (P, 256)
-        sums = np.zeros((len(idx), self.dim))
+        sums = np.zeros((len(rows), self.dim))
         np.add.at(sums, owner, emb)
-        means = sums / np.bincount(owner, minlength=len(idx))[:, None]  # (n, 256)
-        out[idx] = means / np.maximum(np.linalg.norm(means, axis=1, keepdims=True), 1e-12)
-        return out
+        means = sums / np.bincount(owner, minlength=len(rows))[:, None]  # (n, 256)
+        return (means / np.maximum(np.linalg.norm(means, axis=1, keepdims=True), 1e-12)).astype(np.float32)

@@ -6,7 +6,7 @@ private non-commercial use only**; any commercial use needs a separate licence f
 affectfuse therefore does not install it by default: it is the opt-in extra
 ``pip install "affectfuse[opensmile]"`` (or ``pip install opensmile``; it brings audinterface,
 audobject, audformat, audiofile, audresample, audmath, audeer, soundfile, pyarrow, oyaml, iso639-lang,
-iso3166, asttokens — no torch). The package is imported only in :meth:`OpenSmileFunctionals.load`.
+iso3166, asttokens — no torch). The package is imported only when the extractor loads.
 
 Per fragment (its real samples only) the extractor calls ``opensmile.Smile(feature_set,
 FeatureLevel.Functionals).process_signal(fragment, sample_rate)`` and returns its one row of
@@ -21,14 +21,15 @@ right to 60 ms; any value still non-finite (never observed) becomes 0. openSMILE
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from affectfuse.extractors.audio.logmel import audio_rows, reject_unknown
-from affectfuse.extractors.base import Extractor, ExtractorInput, InputContract, register_extractor
+from affectfuse.extractors._torch_utils import AudioExtractor, CheckedConfig, config_error
+from affectfuse.extractors.base import InputContract, register_extractor
 
-__all__ = ["OpenSmileFunctionals", "FEATURE_SETS", "MIN_SECONDS", "import_opensmile"]
+__all__ = ["OpenSmileFunctionals", "OpenSmileConfig", "FEATURE_SETS", "MIN_SECONDS", "import_opensmile"]
 
 #: feature set name -> number of functionals (openSMILE 2.6.0 configs).
 FEATURE_SETS: dict[str, int] = {"eGeMAPSv02": 88, "ComParE_2016": 6373}
@@ -49,48 +50,63 @@ def import_opensmile():
         ImportError: not installed; the message says how to install it and states the licence.
     """
     try:
-        import opensmile
+        import opensmile  # optional, non-commercial licence: never imported before it is needed
     except ImportError as e:
         raise ImportError(f"extractor 'opensmile': {_INSTALL_HINT} ({e})") from e
     return opensmile
 
 
+@dataclass(frozen=True, kw_only=True)
+class OpenSmileConfig(CheckedConfig):
+    """Parameters of :class:`OpenSmileFunctionals`.
+
+    Attributes:
+        feature_set: ``"eGeMAPSv02"`` or ``"ComParE_2016"``.
+        sample_rate: Hz the fragments arrive at (the pipeline resamples to it); >= 8000.
+    """
+
+    feature_set: str = "eGeMAPSv02"
+    sample_rate: int = 16000
+
+    def validate(self) -> "OpenSmileConfig":
+        if self.feature_set not in FEATURE_SETS:
+            raise ValueError(
+                f"{type(self).__name__}: unknown feature_set {self.feature_set!r}; expected one of {', '.join(FEATURE_SETS)}"
+            )
+        if self.sample_rate < 8000:
+            raise config_error(self, "sample_rate", "an integer >= 8000 Hz", self.sample_rate)
+        return self
+
+
 @register_extractor
-class OpenSmileFunctionals(Extractor):
+class OpenSmileFunctionals(AudioExtractor):
     """openSMILE functionals of every fragment (eGeMAPSv02: 88-d, ComParE_2016: 6373-d).
 
     NON-COMMERCIAL: needs the opt-in ``opensmile`` package (audEERING Research License); see the
     module docstring. Fragments shorter than 60 ms are zero-padded to 60 ms; padding of the batch
-    never enters.
+    never enters. The columns keep the default names ``opensmile_<i>``: openSMILE's own names need
+    the package (:attr:`feature_names`), and the identity must not depend on whether it is installed.
 
-    Args:
-        feature_set: ``"eGeMAPSv02"`` or ``"ComParE_2016"``.
-        sample_rate: Hz the fragments arrive at (the pipeline resamples to it); >= 8000.
+    Parameters: :class:`OpenSmileConfig`.
 
     Shape:
         output ``(N, 88)`` or ``(N, 6373)`` float32 (zeros for empty / invalid rows).
     """
 
     name = "opensmile"
-    modality = "audio"
+    Config = OpenSmileConfig
 
-    def __init__(self, *, feature_set: str = "eGeMAPSv02", sample_rate: int = 16000, **unknown: Any) -> None:
-        reject_unknown(self.name, unknown, ("feature_set", "sample_rate"))
-        if feature_set not in FEATURE_SETS:
-            raise ValueError(
-                f"extractor {self.name!r}: unknown feature_set {feature_set!r}; expected one of {', '.join(FEATURE_SETS)}"
-            )
-        if not (isinstance(sample_rate, (int, np.integer)) and sample_rate >= 8000):
-            raise ValueError(f"extractor {self.name!r}: sample_rate must be an integer >= 8000 Hz, got {sample_rate!r}")
-        super().__init__(dict(feature_set=feature_set, sample_rate=int(sample_rate)))
-        self.dim = FEATURE_SETS[feature_set]
-        self.contract = InputContract(kind="audio_fragment", sample_rate=int(sample_rate))
-        self.min_samples = int(np.ceil(MIN_SECONDS * sample_rate))
-        self._smile = None
+    def __init__(self, config: OpenSmileConfig | None = None, /, **overrides: Any) -> None:
+        super().__init__(config, **overrides)
+        sr = self.config.sample_rate
+        self.dim = FEATURE_SETS[self.config.feature_set]
+        self.contract = InputContract(kind="audio_fragment", sample_rate=sr)
+        self.min_samples = int(np.ceil(MIN_SECONDS * sr))
+        self._smile: Any = None
 
-    def load(self) -> None:
+    def _load(self) -> None:
         opensmile = import_opensmile()
-        fs = self.params["feature_set"]
+        fs = self.config.feature_set
         smile = opensmile.Smile(
             feature_set=getattr(opensmile.FeatureSet, fs), feature_level=opensmile.FeatureLevel.Functionals
         )
@@ -104,9 +120,7 @@ class OpenSmileFunctionals(Extractor):
     @property
     def feature_names(self) -> list[str]:
         """openSMILE's names of the output columns (loads the package)."""
-        if not self._loaded:
-            self.load()
-            self._loaded = True
+        self.load()
         return list(self._smile.feature_names)
 
     def functionals(self, x: np.ndarray) -> np.ndarray:
@@ -115,23 +129,17 @@ class OpenSmileFunctionals(Extractor):
         Shape:
             ``(L,)`` -> ``(dim,)`` float32.
         """
-        if not self._loaded:
-            self.load()
-            self._loaded = True
+        self.load()
         x = np.clip(np.asarray(x, dtype=np.float32), -1.0, 32767 / 32768)  # openSMILE's int16 would wrap
         if len(x) < self.min_samples:
             x = np.pad(x, (0, self.min_samples - len(x)))
-        v = self._smile.process_signal(x, self.params["sample_rate"]).to_numpy(dtype=np.float32)  # (1, dim)
+        v = self._smile.process_signal(x, self.config.sample_rate).to_numpy(dtype=np.float32)  # (1, dim)
         return np.nan_to_num(v[0], nan=0.0, posinf=0.0, neginf=0.0)  # (dim,)
 
-    def forward(self, batch: ExtractorInput) -> np.ndarray:
+    def embed(self, rows: list[np.ndarray]) -> np.ndarray:
         """Functionals of every fragment.
 
         Shape:
-            ``batch.audio (N, L)`` -> ``(N, dim)`` float32.
+            ``rows[i] (L_i,)`` -> ``(len(rows), dim)`` float32.
         """
-        rows, active = audio_rows(self.name, batch)
-        out = np.zeros((len(rows), self.dim), np.float32)
-        for i in np.flatnonzero(active):
-            out[i] = self.functionals(rows[i])
-        return out
+        return np.stack([self.functionals(r) for r in rows])

@@ -32,20 +32,38 @@ from __future__ import annotations
 
 import importlib.util
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from affectfuse.extractors.audio.logmel import audio_rows, check_positive, reject_unknown
-from affectfuse.extractors.base import Extractor, ExtractorInput, InputContract, register_extractor
+from affectfuse.extractors._torch_utils import (
+    AudioExtractor,
+    CheckedConfig,
+    batch_slices,
+    check_batch_size,
+    check_range,
+)
+from affectfuse.extractors.base import InputContract, register_extractor, runtime
 
-__all__ = ["SileroVAD", "build_silero_net", "silero_state_shapes", "silero_jit_path", "load_silero_state", "chunk_fragment"]
+__all__ = [
+    "SileroVAD",
+    "SileroVADConfig",
+    "SILERO_STATS",
+    "build_silero_net",
+    "silero_state_shapes",
+    "silero_jit_path",
+    "load_silero_state",
+    "chunk_fragment",
+]
 
 SAMPLE_RATE = 16000
 CHUNK = 512  # samples per chunk at 16 kHz (32 ms)
 CONTEXT = 64  # samples of the previous chunk prefixed to each chunk
 HIDDEN = 128
+#: the output columns: statistics of the chunks' speech probabilities.
+SILERO_STATS = ("speech_prob_mean", "speech_prob_max", "speech_fraction")
 
 
 def silero_jit_path() -> Path:
@@ -81,7 +99,7 @@ def load_silero_state(path: str | Path) -> dict[str, Any]:
         FileNotFoundError: no such file.
         ValueError: the file is not a Silero VAD archive of the expected layout.
     """
-    import torch
+    import torch  # heavy: imported on first use, not with the package
 
     path = Path(path)
     if not path.exists():
@@ -128,7 +146,7 @@ def chunk_fragment(x: np.ndarray, n_chunks: int | None = None) -> np.ndarray:
 
 
 def _net_class():
-    import torch
+    import torch  # heavy: imported on first use, not with the package
     from torch import nn
 
     class _SileroVADNet(nn.Module):
@@ -223,52 +241,60 @@ def build_silero_net(state: dict[str, Any] | None = None):
     return net.eval()
 
 
-@register_extractor
-class SileroVAD(Extractor):
-    """Speech-probability statistics of every fragment from Silero VAD (dim 3).
+@dataclass(frozen=True, kw_only=True)
+class SileroVADConfig(CheckedConfig):
+    """Parameters of :class:`SileroVAD`.
 
-    Output row: ``[mean p, max p, fraction of chunks with p > threshold]`` over the fragment's 32 ms
-    chunks (512 samples at 16 kHz), where ``p`` is Silero's speech probability of a chunk. The
-    model's streaming state and context are reset for every fragment; the last partial chunk is
-    zero-padded, so a fragment shorter than 512 samples counts as one zero-padded chunk. Each
-    fragment is processed from its own real samples only (the batch's padding never enters).
-
-    Args:
+    Attributes:
         weights: path to ``silero_vad.jit`` or None for the installed ``silero-vad`` package's file.
         threshold: probability above which a chunk counts as speech (Silero's default 0.5).
-        batch_size: fragments per network pass.
-        device: torch device (not part of the key).
+        batch_size: fragments per network pass (not in the identity).
+        device: torch device (not in the identity).
+    """
+
+    weights: str | None = None
+    threshold: float = 0.5
+    batch_size: int = runtime(64)
+    device: str = runtime("cpu")
+
+    def validate(self) -> "SileroVADConfig":
+        check_batch_size(self)
+        check_range(self, "threshold", 0, 1, "[)")
+        return self
+
+
+@register_extractor
+class SileroVAD(AudioExtractor):
+    """Speech-probability statistics of every fragment from Silero VAD (dim 3).
+
+    Output row (:data:`SILERO_STATS`): ``[mean p, max p, fraction of chunks with p > threshold]`` over
+    the fragment's 32 ms chunks (512 samples at 16 kHz), where ``p`` is Silero's speech probability of a
+    chunk. The model's streaming state and context are reset for every fragment; the last partial chunk
+    is zero-padded, so a fragment shorter than 512 samples counts as one zero-padded chunk. Each
+    fragment is processed from its own real samples only (the batch's padding never enters).
+
+    Parameters: :class:`SileroVADConfig`.
 
     Shape:
         output ``(N, 3)`` float32 in [0, 1] (zeros for empty / invalid rows).
     """
 
     name = "silero_vad"
-    modality = "audio"
+    Config = SileroVADConfig
 
-    def __init__(
-        self,
-        *,
-        weights: str | None = None,
-        threshold: float = 0.5,
-        batch_size: int = 64,
-        device: str = "cpu",
-        **unknown: Any,
-    ) -> None:
-        reject_unknown(self.name, unknown, ("weights", "threshold", "batch_size", "device"))
-        check_positive(self.name, batch_size=batch_size)
-        if not 0 <= threshold < 1:
-            raise ValueError(f"extractor {self.name!r}: threshold must be in [0, 1), got {threshold!r}")
-        super().__init__(dict(weights=None if weights is None else str(weights), threshold=float(threshold)))
-        self.batch_size = int(batch_size)
-        self.device = device
-        self.dim = 3
+    def __init__(self, config: SileroVADConfig | None = None, /, **overrides: Any) -> None:
+        super().__init__(config, **overrides)
+        self.dim = len(SILERO_STATS)
         self.contract = InputContract(kind="audio_fragment", sample_rate=SAMPLE_RATE)
-        self._net = None
+        self._net: Any = None
 
-    def load(self) -> None:
-        path = Path(self.params["weights"]) if self.params["weights"] else silero_jit_path()
-        self._net = build_silero_net(load_silero_state(path)).to(self.device)
+    @property
+    def columns(self) -> list[str]:
+        return list(SILERO_STATS)
+
+    def _load(self) -> None:
+        path = Path(self.config.weights) if self.config.weights else silero_jit_path()
+        self._net = build_silero_net(load_silero_state(path)).to(self.config.device)
 
     def chunk_probs(self, rows: list[np.ndarray]) -> list[np.ndarray]:
         """Silero speech probability of every 32 ms chunk of each fragment (fresh stream per fragment).
@@ -276,37 +302,30 @@ class SileroVAD(Extractor):
         Shape:
             ``rows[i] (L_i,)`` -> ``probs[i] (max(1, ceil(L_i / 512)),)`` float32.
         """
-        import torch
+        import torch  # heavy: only when running
 
-        if not self._loaded:
-            self.load()
-            self._loaded = True
+        self.load()
         order = np.argsort([len(r) for r in rows], kind="stable")  # similar lengths share a batch
         probs: dict[int, np.ndarray] = {}
-        for s in range(0, len(order), self.batch_size):
-            idx = order[s : s + self.batch_size]
+        for sl in batch_slices(len(order), self.config.batch_size):
+            idx = order[sl]
             counts = [max(1, -(-len(rows[i]) // CHUNK)) for i in idx]
-            t = max(counts)
-            chunks = np.stack([chunk_fragment(rows[i], t) for i in idx])  # (B, T, 576)
+            chunks = np.stack([chunk_fragment(rows[i], max(counts)) for i in idx])  # (B, T, 576)
             with torch.inference_mode():
-                p = self._net(torch.from_numpy(chunks).to(self.device)).float().cpu().numpy()  # (B, T)
+                p = self._net(torch.from_numpy(chunks).to(self.config.device)).float().cpu().numpy()  # (B, T)
             for j, i in enumerate(idx):
                 probs[int(i)] = p[j, : counts[j]]
         return [probs[i] for i in range(len(rows))]
 
-    def forward(self, batch: ExtractorInput) -> np.ndarray:
+    def embed(self, rows: list[np.ndarray]) -> np.ndarray:
         """Speech statistics of every fragment.
 
         Shape:
-            ``batch.audio (N, L)`` -> ``(N, 3)`` float32.
+            ``rows[i] (L_i,)`` -> ``(len(rows), 3)`` float32.
         """
-        rows, active = audio_rows(self.name, batch)
+        thr = self.config.threshold
         out = np.zeros((len(rows), self.dim), np.float32)
-        idx = np.flatnonzero(active)
-        if len(idx) == 0:
-            return out
-        thr = self.params["threshold"]
-        for i, p in zip(idx, self.chunk_probs([rows[i] for i in idx])):
+        for i, p in enumerate(self.chunk_probs(rows)):
             p = p.astype(np.float64)
             out[i] = (p.mean(), p.max(), (p > thr).mean())
         return out

@@ -2,13 +2,45 @@
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
 
-from affectfuse.extractors.audio.hf_speech import HFSpeechBase
-from affectfuse.extractors.audio.logmel import reject_unknown
-from affectfuse.extractors.base import register_extractor
+from affectfuse.extractors.audio.hf_speech import HFSpeechBase, SpeechConfig
+from affectfuse.extractors.base import register_extractor, runtime
 
-__all__ = ["WavLMXVector"]
+__all__ = ["WavLMXVector", "WavLMXVectorConfig"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class WavLMXVectorConfig(SpeechConfig):
+    """Parameters of :class:`WavLMXVector`.
+
+    Attributes:
+        model: hub id (offline it must be in the HF cache) or a local ``WavLMForXVector`` checkpoint
+            folder; its ``preprocessor_config.json`` is used when present.
+        dtype: ``"float32"``, or ``"bfloat16"`` / ``"float16"`` weights.
+        batch_size: fragments per forward pass (not in the identity).
+        sample_rate: Hz; must match the checkpoint's feature extractor (16000).
+        device: torch device (not in the identity).
+    """
+
+    model: str = "microsoft/wavlm-base-plus-sv"
+    dtype: str = "float32"
+    batch_size: int = runtime(16)
+    sample_rate: int = 16000
+    device: str = runtime("cpu")
+
+    def output_dim(self) -> int:
+        """``xvector_output_dim`` of the checkpoint (512, WavLMConfig's default, when it is not on disk)."""
+        cfg = self.hf_config
+        if cfg is None:
+            return 512  # WavLMConfig's default and microsoft/wavlm-base-plus-sv's value
+        archs = cfg.get("architectures") or []
+        if archs and "WavLMForXVector" not in archs:
+            raise ValueError(
+                f"{type(self).__name__}: model={self.model!r} is a {', '.join(archs)} checkpoint; a WavLMForXVector "
+                "checkpoint (e.g. microsoft/wavlm-base-plus-sv) is needed — its x-vector head would be random"
+            )
+        return int(cfg.get("xvector_output_dim", 512))
 
 
 @register_extractor
@@ -30,58 +62,29 @@ class WavLMXVector(HFSpeechBase):
     (16 encoder frames with the default TDNN), i.e. 5200 samples = 0.325 s at 16 kHz; shorter
     fragments are right-padded with zeros (after the feature extractor's normalisation) to that length.
 
-    Args:
-        model: hub id (offline it must be in the HF cache) or a local ``WavLMForXVector`` checkpoint
-            folder; its ``preprocessor_config.json`` is used when present.
-        dtype: ``"float32"``, or ``"bfloat16"`` / ``"float16"`` weights.
-        batch_size: fragments per forward pass.
-        sample_rate: Hz; must match the checkpoint's feature extractor (16000).
-        device: torch device (not part of the key).
+    Parameters: :class:`WavLMXVectorConfig`.
 
     Shape:
         output ``(N, xvector_output_dim)`` float32.
     """
 
     name = "wavlm_xvector"
-    default_model = "microsoft/wavlm-base-plus-sv"
+    Config = WavLMXVectorConfig
 
-    def __init__(
-        self,
-        *,
-        model: str = "microsoft/wavlm-base-plus-sv",
-        dtype: str = "float32",
-        batch_size: int = 16,
-        sample_rate: int = 16000,
-        device: str = "cpu",
-        **unknown: Any,
-    ) -> None:
-        reject_unknown(self.name, unknown, ("model", "dtype", "batch_size", "sample_rate", "device"))
-        self._setup(model, dtype, batch_size, sample_rate, device, {})
-        if self.config is not None:
-            archs = self.config.get("architectures") or []
-            if archs and "WavLMForXVector" not in archs:
-                raise ValueError(
-                    f"extractor {self.name!r}: {model} is a {', '.join(archs)} checkpoint; a WavLMForXVector "
-                    "checkpoint (e.g. microsoft/wavlm-base-plus-sv) is needed — its x-vector head would be random"
-                )
-            self.dim = int(self.config.get("xvector_output_dim", 512))
-        else:
-            self.dim = 512  # WavLMConfig's default and microsoft/wavlm-base-plus-sv's value
+    def _load_model(self):
+        from transformers import WavLMForXVector  # heavy: only when loading
 
-    def _load_model(self, torch_dtype):
-        from transformers import WavLMForXVector
-
-        model, info = WavLMForXVector.from_pretrained(self.params["model"], output_loading_info=True)
-        self._check_loading(self.params["model"], info)
+        model = self._from_pretrained(WavLMForXVector)
         if int(model.config.xvector_output_dim) != self.dim:
             raise ValueError(
-                f"{self.params['model']}: xvector_output_dim is {model.config.xvector_output_dim}, expected {self.dim}"
+                f"{self.config.model}: xvector_output_dim is {model.config.xvector_output_dim}, expected {self.dim}"
             )
-        return model.to(torch_dtype)
+        return model
 
     def _min_frames(self, config) -> int:
         # TDNN layers are valid dilated convolutions: out = in - d * (k - 1); std pooling needs >= 2 frames.
         return 2 + sum(int(d) * (int(k) - 1) for k, d in zip(config.tdnn_kernel, config.tdnn_dilation))
 
-    def _embed(self, x):
-        return self._model(x).embeddings  # (B, xvector_output_dim)
+    def encode(self, x):
+        """Shape: ``(B, L)`` model-dtype tensor -> ``(B, xvector_output_dim)``."""
+        return self.net(x).embeddings

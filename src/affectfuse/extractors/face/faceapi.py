@@ -26,21 +26,24 @@ golden numbers are in ``tests/extractors/test_face.py``.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from affectfuse.extractors.base import Extractor, ExtractorInput, InputContract, register_extractor
+from affectfuse.assets import asset_path
+from affectfuse.extractors._torch_utils import CheckedConfig, check_choice, on_valid_rows, require_images
+from affectfuse.extractors.base import Extractor, ExtractorInput, InputContract, register_extractor, runtime
 
 __all__ = [
     "EXPRESSIONS",
     "FACEAPI_MEAN_RGB",
     "FaceApiExpression",
+    "FaceApiConfig",
     "load_faceapi_weights",
     "build_faceapi_net",
     "faceapi_preprocess",
-    "check_params",
 ]
 
 #: face-api's class order (``FaceExpressions``).
@@ -48,16 +51,7 @@ EXPRESSIONS: tuple[str, ...] = ("neutral", "happy", "sad", "angry", "fearful", "
 #: mean RGB subtracted before the division by 255.
 FACEAPI_MEAN_RGB: tuple[float, float, float] = (122.782, 117.001, 104.298)
 _INPUT = 112
-
-
-def check_params(name: str, given: dict[str, Any], accepted: tuple[str, ...]) -> None:
-    """Raise ``TypeError`` naming the unknown keyword arguments and the accepted ones."""
-    unknown = sorted(set(given) - set(accepted))
-    if unknown:
-        raise TypeError(
-            f"extractor {name!r} got unknown parameter(s) {', '.join(map(repr, unknown))}; "
-            f"accepted: {', '.join(accepted)}"
-        )
+_WIDTHS = {"probs": 7, "feature": 256, "both": 263}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -78,8 +72,6 @@ def load_faceapi_weights(manifest: str | Path | None = None) -> dict[str, np.nda
         ValueError: the binary does not hold what the manifest describes.
     """
     if manifest is None:
-        from affectfuse.assets import asset_path
-
         manifest = asset_path("face-api", "face_expression_model-weights_manifest.json")
         asset_path("face-api", "face_expression_model.bin")  # fail early with the fetch hint
     manifest = Path(manifest)
@@ -119,7 +111,7 @@ def build_faceapi_net(weights: dict[str, np.ndarray] | None = None):
         a module whose ``forward(x)`` takes the normalised input ``(N, 3, 112, 112)`` and returns
         ``(feature (N, 256), logits (N, 7))``.
     """
-    import torch
+    import torch  # heavy: only when the network is built
     import torch.nn.functional as F
     from torch import nn
 
@@ -267,78 +259,78 @@ def faceapi_preprocess(images: np.ndarray | list[np.ndarray]) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 # the extractor
 # ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True, kw_only=True)
+class FaceApiConfig(CheckedConfig):
+    """Parameters of :class:`FaceApiExpression`.
+
+    Attributes:
+        output: ``"probs"`` (7 softmax probabilities in :data:`EXPRESSIONS` order, default),
+            ``"feature"`` (the 256-d pooled feature) or ``"both"`` (feature then probabilities, 263-d).
+        batch_size: faces per forward pass (not in the identity).
+    """
+
+    output: str = "probs"
+    batch_size: int = runtime(64)
+
+    def validate(self) -> "FaceApiConfig":
+        check_choice(self, "output", tuple(_WIDTHS))
+        return self
+
+
 @register_extractor
 class FaceApiExpression(Extractor):
     """face-api.js expression probabilities and/or its 256-d face feature, per face crop.
 
-    Args:
-        output: ``"probs"`` (7 softmax probabilities in :data:`EXPRESSIONS` order, default),
-            ``"feature"`` (the 256-d pooled feature) or ``"both"`` (feature then probabilities, 263-d).
-        batch_size: faces per forward pass (does not change the output).
+    Parameters: :class:`FaceApiConfig`. Columns: :data:`EXPRESSIONS` for the probabilities,
+    ``faceapi_f<i>`` for the feature (``"both"``: feature then probabilities).
 
     Input: face crops ``(N, S, S, 3)`` uint8 RGB; 112×112 is the native size (other sizes are padded to
-    square and resized as face-api does).
+    square and resized as face-api does). Rows with ``valid == False`` are not computed.
     """
 
     name = "faceapi_expression"
     modality = "fau"
-    accepted = ("output", "batch_size")
+    Config = FaceApiConfig
 
-    def __init__(self, **kwargs: Any) -> None:
-        check_params(self.name, kwargs, self.accepted)
-        output = kwargs.get("output", "probs")
-        if output not in ("probs", "feature", "both"):
-            raise ValueError(f"faceapi_expression: output must be 'probs', 'feature' or 'both', got {output!r}")
-        self.batch_size = int(kwargs.get("batch_size", 64))
-        super().__init__({"output": output})
-        self.output = output
-        self.dim = {"probs": 7, "feature": 256, "both": 263}[output]
-        self.contract = InputContract(
-            kind="face", image_size=_INPUT, mean=FACEAPI_MEAN_RGB, std=(255.0, 255.0, 255.0)
-        )
-        self.net = None
+    def __init__(self, config: FaceApiConfig | None = None, /, **overrides: Any) -> None:
+        super().__init__(config, **overrides)
+        self.dim = _WIDTHS[self.config.output]
+        self.contract = InputContract(kind="face", image_size=_INPUT, mean=FACEAPI_MEAN_RGB, std=(255.0, 255.0, 255.0))
+        self.net: Any = None
 
     @property
     def columns(self) -> list[str]:
-        """Names of the output columns."""
         feat = [f"faceapi_f{i}" for i in range(256)]
         probs = list(EXPRESSIONS)
-        return {"probs": probs, "feature": feat, "both": feat + probs}[self.output]
+        return {"probs": probs, "feature": feat, "both": feat + probs}[self.config.output]
 
-    def load(self) -> None:
+    def _load(self) -> None:
         self.net = build_faceapi_net()
 
     def predict(self, images: np.ndarray | list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        """Feature and probabilities for RGB uint8 images of any size.
+        """Feature and probabilities for RGB uint8 images of any size (loads the network if needed).
 
         Shape:
             images ``(N, H, W, 3)``; returns ``(N, 256)`` features and ``(N, 7)`` probabilities.
         """
-        import torch
+        import torch  # heavy: only when running
 
-        if self.net is None:
-            self.load()
-            self._loaded = True
-        feats, probs = [], []
-        for i in range(0, len(images), self.batch_size):
-            x = torch.from_numpy(faceapi_preprocess(images[i : i + self.batch_size]))  # (B, 3, 112, 112)
+        self.load()
+        feats, probs = [np.zeros((0, 256), np.float32)], [np.zeros((0, 7), np.float32)]
+        bs = self.config.batch_size
+        for i in range(0, len(images), bs):
+            x = torch.from_numpy(faceapi_preprocess(images[i : i + bs]))  # (B, 3, 112, 112)
             with torch.inference_mode():
                 f, logits = self.net(x)  # (B, 256), (B, 7)
             feats.append(f.numpy())
             probs.append(torch.softmax(logits, dim=1).numpy())
-        if not feats:
-            return np.zeros((0, 256), np.float32), np.zeros((0, 7), np.float32)
         return np.concatenate(feats), np.concatenate(probs)
 
+    def _outputs(self, images: np.ndarray) -> np.ndarray:
+        feat, probs = self.predict(images)
+        return {"probs": probs, "feature": feat, "both": np.concatenate([feat, probs], axis=1)}[self.config.output]
+
     def forward(self, batch: ExtractorInput) -> np.ndarray:
-        """Shape:
-        ``batch.images (N, S, S, 3)`` uint8 → ``(N, dim)`` float32.
-        """
-        if batch.images is None:
-            raise ValueError("faceapi_expression needs face crops (batch.images), got none")
-        feat, probs = self.predict(batch.images)
-        if self.output == "probs":
-            return probs
-        if self.output == "feature":
-            return feat
-        return np.concatenate([feat, probs], axis=1)  # (N, 263)
+        """Shape: ``batch.images (N, S, S, 3)`` uint8 → ``(N, dim)`` float32 (zeros for invalid rows)."""
+        images = require_images(batch, self.name, _INPUT)
+        return on_valid_rows(batch, images, self.dim, self._outputs)

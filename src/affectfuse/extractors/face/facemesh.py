@@ -20,21 +20,21 @@ chin→forehead line 152→10 out of it (arcsin of the z share; positive where t
 farther from the camera, MediaPipe's z grows away from it). Yaw and pitch do not change with roll.
 
 Rows where the mesh is not found: :meth:`FaceMeshGeometry.measure` returns NaN; the extractor's
-``forward`` must return finite numbers, so it writes zeros there and records the row as invalid in
-``self.last_valid`` (also returned by :meth:`FaceMeshGeometry.detect_valid`); the extraction
-pipeline should AND it into the rows' ``valid`` flags.
+``forward`` returns zeros there together with a valid mask that is False for them, so calling the
+extractor gives ``Features(values, valid)`` with those rows invalid.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from affectfuse.extractors._torch_utils import CheckedConfig, check_range, on_valid_rows, require_images
 from affectfuse.extractors.base import Extractor, ExtractorInput, InputContract, register_extractor
-from affectfuse.extractors.face.faceapi import check_params
 
-__all__ = ["FaceMeshGeometry", "MEASURES", "geometry_from_landmarks"]
+__all__ = ["FaceMeshGeometry", "FaceMeshConfig", "MEASURES", "geometry_from_landmarks"]
 
 # MediaPipe FaceMesh landmark ids (canonical 468-point topology + 10 iris points when refined).
 _EYE_R_OUT, _EYE_R_IN, _EYE_R_UP, _EYE_R_LO = 33, 133, 159, 145
@@ -147,67 +147,67 @@ def geometry_from_landmarks(pts: np.ndarray) -> np.ndarray:
     return np.asarray(out, dtype=np.float64)
 
 
+@dataclass(frozen=True, kw_only=True)
+class FaceMeshConfig(CheckedConfig):
+    """Parameters of :class:`FaceMeshGeometry`.
+
+    Attributes:
+        margin: border added around each crop before the mesh runs, as a fraction of the crop side
+            (MediaPipe's face detector inside FaceMesh misses faces that fill the whole image);
+            filled with the crop's edge pixels. In [0, 2], default 0.25.
+        min_detection_confidence: MediaPipe's detection threshold in (0, 1) (default 0.5).
+    """
+
+    margin: float = 0.25
+    min_detection_confidence: float = 0.5
+
+    def validate(self) -> "FaceMeshConfig":
+        check_range(self, "margin", 0, 2, "[]")
+        check_range(self, "min_detection_confidence", 0, 1, "()")
+        return self
+
+
 @register_extractor
 class FaceMeshGeometry(Extractor):
     """24 AU-like geometric measures of a face crop from MediaPipe FaceMesh (see module docstring).
 
-    Args:
-        margin: border added around each crop before the mesh runs, as a fraction of the crop side
-            (MediaPipe's face detector inside FaceMesh misses faces that fill the whole image);
-            filled with the crop's edge pixels. Default 0.25.
-        min_detection_confidence: MediaPipe's detection threshold (default 0.5).
-
-    Attributes:
-        measures: output column names (:data:`MEASURES`).
-        last_valid: ``(N,)`` bool of the last :meth:`forward` call, False where no mesh was found (those
-            rows are zeros in the output and must be marked invalid by the pipeline).
+    Parameters: :class:`FaceMeshConfig`. Columns: :data:`MEASURES`. Rows where no mesh is found are
+    zeros and invalid in the returned :class:`~affectfuse.extractors.base.Features`.
     """
 
     name = "facemesh_geometry"
     modality = "fau"
+    Config = FaceMeshConfig
+    #: output column names (:data:`MEASURES`).
     measures: tuple[str, ...] = MEASURES
-    accepted = ("margin", "min_detection_confidence")
 
-    def __init__(self, **kwargs: Any) -> None:
-        check_params(self.name, kwargs, self.accepted)
-        margin = float(kwargs.get("margin", 0.25))
-        conf = float(kwargs.get("min_detection_confidence", 0.5))
-        if not 0.0 <= margin <= 2.0:
-            raise ValueError(f"facemesh_geometry: margin must be in [0, 2], got {margin}")
-        if not 0.0 < conf < 1.0:
-            raise ValueError(f"facemesh_geometry: min_detection_confidence must be in (0, 1), got {conf}")
-        super().__init__({"margin": margin, "min_detection_confidence": conf})
-        self.margin = margin
-        self.min_detection_confidence = conf
+    def __init__(self, config: FaceMeshConfig | None = None, /, **overrides: Any) -> None:
+        super().__init__(config, **overrides)
         self.dim = len(MEASURES)
         self.contract = InputContract(kind="face", image_size=256)
-        self.last_valid: np.ndarray = np.zeros(0, bool)
-        self._last_images: np.ndarray | None = None
-        self._mesh = None
+        self._mesh: Any = None
 
     @property
     def columns(self) -> list[str]:
         return list(MEASURES)
 
-    def load(self) -> None:
-        import mediapipe as mp
+    def _load(self) -> None:
+        import mediapipe as mp  # heavy optional dependency: only when the mesh runs
 
         self._mesh = mp.solutions.face_mesh.FaceMesh(
             static_image_mode=True,
             max_num_faces=1,
             refine_landmarks=True,
-            min_detection_confidence=self.min_detection_confidence,
+            min_detection_confidence=self.config.min_detection_confidence,
         )
 
     def landmarks(self, images: np.ndarray | list[np.ndarray]) -> np.ndarray:
-        """Refined FaceMesh landmarks of each image in that image's pixels, NaN where no face.
+        """Refined FaceMesh landmarks of each image in that image's pixels, NaN where no face (loads the mesh).
 
         Shape:
             images ``(N, H, W, 3)`` uint8 RGB → ``(N, 478, 3)`` float64 ``(x, y, z)``.
         """
-        if self._mesh is None:
-            self.load()
-            self._loaded = True
+        self.load()
         out = np.full((len(images), 478, 3), np.nan)
         for i, img in enumerate(images):
             img = np.asarray(img)
@@ -216,7 +216,7 @@ class FaceMeshGeometry(Extractor):
                     f"facemesh_geometry expects uint8 RGB images (H, W, 3), got {img.dtype} {img.shape}"
                 )
             h, w = img.shape[:2]
-            m = int(round(self.margin * max(h, w)))
+            m = int(round(self.config.margin * max(h, w)))
             padded = np.ascontiguousarray(np.pad(img, ((m, m), (m, m), (0, 0)), mode="edge"))
             res = self._mesh.process(padded)
             if not res.multi_face_landmarks:
@@ -240,30 +240,13 @@ class FaceMeshGeometry(Extractor):
                 out[i] = geometry_from_landmarks(pts)
         return out
 
-    def forward(self, batch: ExtractorInput) -> np.ndarray:
-        """Shape:
-        ``batch.images (N, S, S, 3)`` uint8 → ``(N, 24)`` float32; rows without a mesh are zeros
-        and False in :attr:`last_valid`.
-        """
-        if batch.images is None:
-            raise ValueError("facemesh_geometry needs face crops (batch.images), got none")
-        m = self.measure(batch.images)  # (N, 24)
-        valid = np.isfinite(m).all(axis=1)
-        self.last_valid = valid
-        self._last_images = batch.images
-        return np.where(valid[:, None], m, 0.0).astype(np.float32)
-
-    def detect_valid(self, batch: ExtractorInput) -> np.ndarray:
-        """Which rows of ``batch`` have a face mesh (True) — the rows whose features are real.
-
-        Reuses the result of the last :meth:`forward` call when it was on the same image array;
-        otherwise runs the mesh.
+    def forward(self, batch: ExtractorInput) -> tuple[np.ndarray, np.ndarray]:
+        """The measures and the rows where a mesh was found (rows with ``valid == False`` are not run).
 
         Shape:
-            returns ``(N,)`` bool.
+            ``batch.images (N, S, S, 3)`` uint8 → ``(N, 24)`` float32 (zeros without a mesh) and ``(N,)`` bool.
         """
-        if len(batch) == 0:
-            return np.zeros(0, bool)
-        if self._last_images is None or batch.images is not self._last_images:
-            self(batch)
-        return self.last_valid.copy()
+        images = require_images(batch, self.name, self.contract.image_size)
+        m = on_valid_rows(batch, images, self.dim, self.measure)  # (N, 24), NaN rows: no mesh
+        found = np.isfinite(m).all(axis=1)
+        return np.where(found[:, None], m, np.float32(0.0)), found

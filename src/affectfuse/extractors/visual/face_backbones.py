@@ -19,19 +19,26 @@ instead and overrides ``pretrained``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from affectfuse._compat import import_torchvision
 from affectfuse.extractors._torch_utils import (
+    IMAGE_DTYPES,
     TorchExtractor,
-    check_batch_size,
-    check_dtype,
-    file_fingerprint,
+    WeightsFileConfig,
+    check_choice,
+    check_torch_runtime,
+    config_error,
     load_state_dict,
     load_weights_into,
     prepare_module,
 )
-from affectfuse.extractors.base import InputContract, register_extractor
-from affectfuse.extractors.visual.timm_backbone import TimmBackboneBase
+from affectfuse.extractors.base import InputContract, register_extractor, runtime
+from affectfuse.extractors.visual.timm_backbone import TimmBackboneBase, TimmConfigBase
+
+__all__ = ["InceptionResnetV1Face", "InceptionResnetV1Config", "RegNet", "RegNetConfig", "facenet_weights_file"]
 
 #: facenet-pytorch's release files (what ``InceptionResnetV1(pretrained=...)`` downloads).
 FACENET_URLS = {
@@ -50,7 +57,7 @@ def facenet_weights_file(pretrained: str) -> Path:
         ValueError: unknown name.
         RuntimeError: the file is not cached and cannot be downloaded (offline).
     """
-    import torch
+    import torch  # heavy: only to find (or download into) torch's hub folder
 
     if pretrained not in FACENET_URLS:
         raise ValueError(f"pretrained must be one of {sorted(FACENET_URLS)} or None, got {pretrained!r}")
@@ -68,17 +75,46 @@ def facenet_weights_file(pretrained: str) -> Path:
     return path
 
 
+@dataclass(frozen=True, kw_only=True)
+class InceptionResnetV1Config(WeightsFileConfig):
+    """Parameters of :class:`InceptionResnetV1Face`.
+
+    Attributes:
+        pretrained: ``"vggface2"`` (default, the recipe's best), ``"casia-webface"`` or None (random).
+        weights: local state dict of ``InceptionResnetV1`` (a ``logits.*`` head is ignored); overrides
+            ``pretrained`` (the identity then says ``pretrained: None``); stored resolved, its content
+            fingerprint is in the identity.
+        dtype: ``"float32"`` or ``"bfloat16"``.
+        batch_size: rows per forward pass (not in the identity).
+        device: torch device (not in the identity).
+    """
+
+    pretrained: str | None = "vggface2"
+    weights: str | None = None
+    dtype: str = "float32"
+    batch_size: int = runtime(32)
+    device: str = runtime("cpu")
+
+    @property
+    def use_pretrained(self) -> str | None:
+        """The facenet weights in effect (None when a local file is given)."""
+        return self.pretrained if self.weights is None else None
+
+    def validate(self) -> "InceptionResnetV1Config":
+        check_torch_runtime(self, IMAGE_DTYPES)
+        if self.weights is None and self.pretrained is not None:
+            check_choice(self, "pretrained", sorted(FACENET_URLS))
+        return super().validate()
+
+    def identity(self) -> dict[str, Any]:
+        return {**super().identity(), "pretrained": self.use_pretrained}
+
+
 @register_extractor
 class InceptionResnetV1Face(TorchExtractor):
     """512-d FaceNet embedding (facenet-pytorch InceptionResnetV1) of 160x160 face crops.
 
-    Args:
-        pretrained: ``"vggface2"`` (default, the recipe's best), ``"casia-webface"`` or None (random).
-        weights: local state dict of ``InceptionResnetV1`` (a ``logits.*`` head is ignored); overrides
-            ``pretrained``.
-        dtype: ``"float32"`` or ``"bfloat16"``.
-        batch_size: rows per forward pass (does not change the output).
-        device: torch device.
+    Parameters: :class:`InceptionResnetV1Config`.
 
     Shape:
         input ``images (N, 160, 160, 3)`` uint8 face crops; output ``(N, 512)``, unit L2 norm.
@@ -87,62 +123,66 @@ class InceptionResnetV1Face(TorchExtractor):
     name = "inception_resnet_v1"
     modality = "visual"
     channels_last = True
+    Config = InceptionResnetV1Config
 
-    def __init__(
-        self,
-        *,
-        pretrained: str | None = "vggface2",
-        weights: str | None = None,
-        dtype: str = "float32",
-        batch_size: int = 32,
-        device: str = "cpu",
-    ) -> None:
-        check_dtype(dtype)
-        check_batch_size(batch_size)
-        if weights is not None:
-            pretrained = None
-        elif pretrained is not None and pretrained not in FACENET_URLS:
-            raise ValueError(f"{self.name}: pretrained must be one of {sorted(FACENET_URLS)} or None, got {pretrained!r}")
-        wpath = None if weights is None else str(Path(weights).expanduser().resolve())
-        params = {"pretrained": pretrained, "weights": wpath, "dtype": dtype}
-        if wpath is not None:
-            params["fingerprint"] = file_fingerprint(wpath)
-        super().__init__(params)
-        self.setup_runtime(dtype=dtype, batch_size=batch_size, device=device)
-        self.pretrained, self.weights_path = pretrained, wpath
+    def __init__(self, config: InceptionResnetV1Config | None = None, /, **overrides: Any) -> None:
+        super().__init__(config, **overrides)
         self.dim = 512
         self.contract = InputContract(kind="face", image_size=160, mean=FACENET_MEAN, std=FACENET_STD)
 
-    def load(self) -> None:
-        from affectfuse._compat import import_torchvision
-
+    def _load(self) -> None:
         import_torchvision()  # facenet_pytorch imports torchvision (MTCNN)
-        from facenet_pytorch import InceptionResnetV1
+        from facenet_pytorch import InceptionResnetV1  # heavy optional dependency: only when loading
 
         net = InceptionResnetV1(pretrained=None, classify=False)
-        path = self.weights_path or (facenet_weights_file(self.pretrained) if self.pretrained else None)
+        c = self.config
+        path = c.weights or (facenet_weights_file(c.use_pretrained) if c.use_pretrained else None)
         if path is not None:
             load_weights_into(net, load_state_dict(path), path, ignore_prefixes=("logits.",))
-        self.module = prepare_module(net, self.torch_dtype, self.device, channels_last=True)
+        self.module = prepare_module(net, self.torch_dtype, c.device, channels_last=True)
 
     def encode(self, x):
         """Shape: ``(B, 3, 160, 160)`` -> ``(B, 512)`` L2-normalised."""
         return self.module(x)  # (B, 512)
 
 
+@dataclass(frozen=True, kw_only=True)
+class RegNetConfig(TimmConfigBase):
+    """Parameters of :class:`RegNet`.
+
+    Attributes:
+        model: a timm RegNet name (default ``"regnety_016"``; the paper does not name the variant).
+        pretrained: timm's ImageNet weights (downloads on a user's machine); ignored when ``weights``
+            is given (the identity then says ``pretrained: False``).
+        weights: local ``.safetensors`` / ``.pth`` state dict (head keys ignored); stored resolved,
+            its content fingerprint is in the identity.
+        input: ``"face"`` (the recipe's face crops) or ``"frame"``.
+        image_size: input side; None: the model's ``pretrained_cfg`` (224 for RegNets).
+        dtype: ``"float32"`` or ``"bfloat16"``.
+        batch_size: rows per forward pass (not in the identity).
+        device: torch device (not in the identity).
+    """
+
+    model: str = "regnety_016"
+    pretrained: bool = True
+    weights: str | None = None
+    input: str = "face"
+    image_size: int | None = None
+    dtype: str = "float32"
+    batch_size: int = runtime(32)
+    device: str = runtime("cpu")
+
+    def validate(self) -> "RegNetConfig":
+        if not self.model.startswith("regnet"):
+            raise config_error(self, "model", "a timm RegNet (regnetx_*/regnety_*/...)", self.model)
+        return super().validate()
+
+
 @register_extractor
 class RegNet(TimmBackboneBase):
     """Pooled features of a timm RegNet (the ABAW5 recipe's ImageNet backbone).
 
-    Args:
-        model: a timm RegNet name (default ``"regnety_016"``; the paper does not name the variant).
-        pretrained: timm's ImageNet weights (downloads on a user's machine); ignored when ``weights``.
-        weights: local ``.safetensors`` / ``.pth`` state dict (head keys ignored).
-        input: ``"face"`` (the recipe's face crops) or ``"frame"``.
-        image_size: input side; default the model's ``pretrained_cfg`` (224 for RegNets).
-        dtype: ``"float32"`` or ``"bfloat16"``.
-        batch_size: rows per forward pass (does not change the output).
-        device: torch device.
+    Parameters: :class:`RegNetConfig`.
 
     Shape:
         input ``images (N, S, S, 3)`` uint8; output ``(N, num_features)`` (888 for regnety_016).
@@ -150,31 +190,4 @@ class RegNet(TimmBackboneBase):
 
     name = "regnet"
     modality = "visual"
-
-    def __init__(
-        self,
-        *,
-        model: str = "regnety_016",
-        pretrained: bool = True,
-        weights: str | None = None,
-        input: str = "face",
-        image_size: int | None = None,
-        dtype: str = "float32",
-        batch_size: int = 32,
-        device: str = "cpu",
-    ) -> None:
-        if not model.startswith("regnet"):
-            raise ValueError(f"{self.name}: model must be a timm RegNet (regnetx_*/regnety_*/...), got {model!r}")
-        if weights is not None:
-            pretrained = False
-        params = {
-            "model": model,
-            "pretrained": bool(pretrained),
-            "weights": None if weights is None else str(Path(weights).expanduser().resolve()),
-            "input": input,
-            "dtype": dtype,
-        }
-        self._setup_timm(
-            params, model=model, pretrained=pretrained, weights=weights, input=input,
-            image_size=image_size, dtype=dtype, batch_size=batch_size, device=device,
-        )
+    Config = RegNetConfig

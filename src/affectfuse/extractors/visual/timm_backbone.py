@@ -15,26 +15,33 @@ ResNets, design/platform.md §5). timm is imported only through :func:`affectfus
 
 from __future__ import annotations
 
-from pathlib import Path
+import functools
+from dataclasses import dataclass
 from typing import Any
 
+from affectfuse._compat import import_timm
 from affectfuse.extractors._torch_utils import (
+    IMAGE_DTYPES,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
     TorchExtractor,
-    check_batch_size,
-    check_dtype,
-    file_fingerprint,
+    WeightsFileConfig,
+    check_choice,
+    check_torch_runtime,
+    config_error,
     load_state_dict,
     load_weights_into,
     prepare_module,
 )
-from affectfuse.extractors.base import InputContract, register_extractor
+from affectfuse.extractors.base import InputContract, register_extractor, runtime
+
+__all__ = ["TimmBackbone", "TimmConfig", "TimmBackboneBase", "TimmConfigBase"]
 
 
+@functools.lru_cache(maxsize=64)
 def _describe_timm(model: str) -> dict[str, Any]:
     """num_features, input size, mean/std and classifier name of a timm model, built on the meta device."""
-    import torch
-
-    from affectfuse._compat import import_timm
+    import torch  # heavy: only to build the model on the meta device
 
     timm = import_timm()
     if not timm.is_model(model):
@@ -47,10 +54,45 @@ def _describe_timm(model: str) -> dict[str, Any]:
     return {
         "dim": int(net.num_features),
         "image_size": int(cfg.get("input_size", (3, 224, 224))[-1]),
-        "mean": tuple(float(v) for v in cfg.get("mean", (0.485, 0.456, 0.406))),
-        "std": tuple(float(v) for v in cfg.get("std", (0.229, 0.224, 0.225))),
+        "mean": tuple(float(v) for v in cfg.get("mean", IMAGENET_MEAN)),
+        "std": tuple(float(v) for v in cfg.get("std", IMAGENET_STD)),
         "classifier": (classifier,) if isinstance(classifier, str) else tuple(classifier),
     }
+
+
+@dataclass(frozen=True, kw_only=True)
+class TimmConfigBase(WeightsFileConfig):
+    """What the configs of timm-backed extractors share (each declares its fields ``model``,
+    ``pretrained``, the weights file, ``input``, ``image_size``, ``dtype``, ``batch_size``, ``device``).
+
+    The identity holds the pretrained flag in effect (False when a local file is given) and the input
+    size in effect (``image_size`` or the model's ``pretrained_cfg`` size).
+    """
+
+    @functools.cached_property
+    def described(self) -> dict[str, Any]:
+        """``dim``, ``image_size``, ``mean``, ``std``, ``classifier`` of the timm model (no weights)."""
+        return _describe_timm(getattr(self, "model"))
+
+    @property
+    def use_pretrained(self) -> bool:
+        """Whether timm loads its own pretrained weights (not when a local file is given)."""
+        return getattr(self, "pretrained") and self.weights_file is None
+
+    @property
+    def size(self) -> int:
+        return getattr(self, "image_size") or self.described["image_size"]
+
+    def validate(self) -> "TimmConfigBase":
+        check_choice(self, "input", ("face", "frame"))
+        check_torch_runtime(self, IMAGE_DTYPES)
+        if getattr(self, "image_size") is not None and getattr(self, "image_size") < 1:
+            raise config_error(self, "image_size", "a positive int or None", getattr(self, "image_size"))
+        _ = self.described  # an unknown model fails now
+        return super().validate()
+
+    def identity(self) -> dict[str, Any]:
+        return {**super().identity(), "pretrained": self.use_pretrained, "image_size": self.size}
 
 
 class TimmBackboneBase(TorchExtractor):
@@ -58,76 +100,78 @@ class TimmBackboneBase(TorchExtractor):
 
     channels_last = True
 
-    def _setup_timm(
-        self,
-        params: dict[str, Any],
-        *,
-        model: str,
-        pretrained: bool,
-        weights: str | None,
-        input: str,
-        image_size: int | None,
-        dtype: str,
-        batch_size: int,
-        device: str,
-    ) -> None:
-        if input not in ("face", "frame"):
-            raise ValueError(f"{self.name}: input must be 'face' or 'frame', got {input!r}")
-        if not isinstance(pretrained, bool):
-            raise ValueError(f"{self.name}: pretrained must be True or False, got {pretrained!r}")
-        if pretrained and weights is not None:
-            raise ValueError(f"{self.name}: pass either pretrained=True or a local weights file, not both")
-        check_dtype(dtype)
-        check_batch_size(batch_size)
-        desc = _describe_timm(model)
-        if weights is not None:
-            p = Path(weights).expanduser().resolve()
-            params = {**params, "fingerprint": file_fingerprint(p)}  # same path, new file -> new key
-            weights = str(p)
-        size = int(image_size or desc["image_size"])
-        super().__init__({**params, "image_size": size})
-        self.setup_runtime(dtype=dtype, batch_size=batch_size, device=device)
-        self.timm_name, self.pretrained, self.weights_path = model, bool(pretrained), weights
-        self.classifier = desc["classifier"]
+    def __init__(self, config: TimmConfigBase | None = None, /, **overrides: Any) -> None:
+        super().__init__(config, **overrides)
+        desc = self.config.described
         self.dim = desc["dim"]
-        self.contract = InputContract(kind=input, image_size=size, mean=desc["mean"], std=desc["std"])
+        c = self.config
+        self.contract = InputContract(kind=c.input, image_size=c.size, mean=desc["mean"], std=desc["std"])
 
-    def load(self) -> None:
-        from affectfuse._compat import import_timm
+    @property
+    def timm_name(self) -> str:
+        return self.config.model
 
+    def _load(self) -> None:
         timm = import_timm()
+        c = self.config
         try:
-            net = timm.create_model(self.timm_name, pretrained=self.pretrained, num_classes=0)
+            net = timm.create_model(c.model, pretrained=c.use_pretrained, num_classes=0)
         except Exception as e:  # noqa: BLE001  (hub / network errors of many kinds)
-            if not self.pretrained:
+            if not c.use_pretrained:
                 raise
             raise RuntimeError(
-                f"{self.name}: timm could not load pretrained weights of {self.timm_name!r} ({e}); they come "
+                f"{self.name}: timm could not load pretrained weights of {c.model!r} ({e}); they come "
                 "from the Hugging Face hub (cache or network); or pass a local weights file instead"
             ) from e
-        if self.weights_path is not None:
-            sd = load_state_dict(self.weights_path)
-            load_weights_into(net, sd, self.weights_path, ignore_prefixes=tuple(f"{c}." for c in self.classifier))
-        self.module = prepare_module(net, self.torch_dtype, self.device, channels_last=True)
+        if c.weights_file is not None:
+            head = tuple(f"{h}." for h in c.described["classifier"])
+            load_weights_into(net, load_state_dict(c.weights_file), c.weights_file, ignore_prefixes=head)
+        self.module = prepare_module(net, self.torch_dtype, c.device, channels_last=True)
 
     def encode(self, x):
         """Shape: ``(B, 3, S, S)`` -> ``(B, num_features)`` (timm's pooled pre-logits)."""
         return self.module(x)  # (B, D)
 
 
+@dataclass(frozen=True, kw_only=True)
+class TimmConfig(TimmConfigBase):
+    """Parameters of :class:`TimmBackbone`.
+
+    Attributes:
+        model: timm model name (``"resnet101d"``, ``"convnext_tiny.fb_in22k"``, ...).
+        pretrained: let timm load its pretrained weights (downloads on a user's machine).
+        checkpoint: local ``.safetensors`` / ``.pth`` state dict of the same architecture (not with
+            ``pretrained``); stored resolved, its content fingerprint is in the identity.
+        input: ``"face"`` or ``"frame"``.
+        image_size: input side; None: the model's ``pretrained_cfg`` input size.
+        dtype: ``"float32"`` or ``"bfloat16"``.
+        batch_size: rows per forward pass (not in the identity).
+        device: torch device (not in the identity).
+    """
+
+    weights_field = "checkpoint"
+
+    model: str = "resnet101d"
+    pretrained: bool = False
+    checkpoint: str | None = None
+    input: str = "face"
+    image_size: int | None = None
+    dtype: str = "float32"
+    batch_size: int = runtime(32)
+    device: str = runtime("cpu")
+
+    def validate(self) -> "TimmConfig":
+        if self.pretrained and self.checkpoint is not None:
+            expected = "False when a local checkpoint is given (pass one or the other, not both)"
+            raise config_error(self, "pretrained", expected, self.pretrained)
+        return super().validate()
+
+
 @register_extractor
 class TimmBackbone(TimmBackboneBase):
     """Pooled features of a timm model.
 
-    Args:
-        model: timm model name (``"resnet101d"``, ``"convnext_tiny.fb_in22k"``, ...).
-        pretrained: let timm load its pretrained weights (downloads on a user's machine).
-        checkpoint: local ``.safetensors`` / ``.pth`` state dict of the same architecture.
-        input: ``"face"`` or ``"frame"``.
-        image_size: input side; default the model's ``pretrained_cfg`` input size.
-        dtype: ``"float32"`` or ``"bfloat16"``.
-        batch_size: rows per forward pass (does not change the output).
-        device: torch device.
+    Parameters: :class:`TimmConfig`.
 
     Shape:
         input ``images (N, S, S, 3)`` uint8; output ``(N, num_features)``.
@@ -135,27 +179,4 @@ class TimmBackbone(TimmBackboneBase):
 
     name = "timm"
     modality = "visual"
-
-    def __init__(
-        self,
-        *,
-        model: str = "resnet101d",
-        pretrained: bool = False,
-        checkpoint: str | None = None,
-        input: str = "face",
-        image_size: int | None = None,
-        dtype: str = "float32",
-        batch_size: int = 32,
-        device: str = "cpu",
-    ) -> None:
-        params = {
-            "model": model,
-            "pretrained": bool(pretrained),
-            "checkpoint": None if checkpoint is None else str(Path(checkpoint).expanduser().resolve()),
-            "input": input,
-            "dtype": dtype,
-        }
-        self._setup_timm(
-            params, model=model, pretrained=pretrained, weights=checkpoint, input=input,
-            image_size=image_size, dtype=dtype, batch_size=batch_size, device=device,
-        )
+    Config = TimmConfig

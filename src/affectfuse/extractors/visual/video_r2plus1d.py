@@ -16,35 +16,65 @@ float32. bfloat16 3D convolutions have no fast CPU kernel there: 81 s per clip (
 
 from __future__ import annotations
 
-from pathlib import Path
+from dataclasses import dataclass
+from typing import Any
 
+from affectfuse._compat import import_torchvision
 from affectfuse.extractors._torch_utils import (
+    IMAGE_DTYPES,
     TorchExtractor,
-    check_batch_size,
-    check_dtype,
-    file_fingerprint,
+    WeightsFileConfig,
+    check_positive,
+    check_torch_runtime,
+    config_error,
     load_state_dict,
     load_weights_into,
     prepare_module,
 )
-from affectfuse.extractors.base import InputContract, register_extractor
+from affectfuse.extractors.base import InputContract, register_extractor, runtime
+
+__all__ = ["R2Plus1D18", "R2Plus1D18Config"]
 
 KINETICS_MEAN = (0.43216, 0.394666, 0.37645)
 KINETICS_STD = (0.22803, 0.22145, 0.216989)
+
+
+@dataclass(frozen=True, kw_only=True)
+class R2Plus1D18Config(WeightsFileConfig):
+    """Parameters of :class:`R2Plus1D18`.
+
+    Attributes:
+        weights: local torchvision state dict (``.pth`` / ``.safetensors``); None = random init.
+            Stored resolved; its content fingerprint is in the identity.
+        clip_len: frames per clip (JMT: 8).
+        clip_stride: frame step inside a clip (JMT: 4, the "dilation").
+        image_size: clip side in pixels (JMT: 112), at least 16 (5 stride-2 stages).
+        dtype: ``"float32"`` or ``"bfloat16"``.
+        batch_size: clips per forward pass (not in the identity).
+        device: torch device (not in the identity).
+    """
+
+    weights: str | None = None
+    clip_len: int = 8
+    clip_stride: int = 4
+    image_size: int = 112
+    dtype: str = "float32"
+    batch_size: int = runtime(8)
+    device: str = runtime("cpu")
+
+    def validate(self) -> "R2Plus1D18Config":
+        check_torch_runtime(self, IMAGE_DTYPES)
+        check_positive(self, "clip_len", "clip_stride")
+        if self.image_size < 16:
+            raise config_error(self, "image_size", "at least 16 (5 stride-2 stages)", self.image_size)
+        return super().validate()
 
 
 @register_extractor
 class R2Plus1D18(TorchExtractor):
     """512-d clip features of torchvision's R(2+1)D-18.
 
-    Args:
-        weights: local torchvision state dict (``.pth`` / ``.safetensors``); None = random init.
-        clip_len: frames per clip (JMT: 8).
-        clip_stride: frame step inside a clip (JMT: 4, the "dilation").
-        image_size: clip side in pixels (JMT: 112).
-        dtype: ``"float32"`` or ``"bfloat16"``.
-        batch_size: clips per forward pass (does not change the output).
-        device: torch device.
+    Parameters: :class:`R2Plus1D18Config`.
 
     Shape:
         input ``clips (N, clip_len, S, S, 3)`` uint8; output ``(N, 512)``.
@@ -52,49 +82,26 @@ class R2Plus1D18(TorchExtractor):
 
     name = "r2plus1d_18"
     modality = "visual"
+    Config = R2Plus1D18Config
 
-    def __init__(
-        self,
-        *,
-        weights: str | None = None,
-        clip_len: int = 8,
-        clip_stride: int = 4,
-        image_size: int = 112,
-        dtype: str = "float32",
-        batch_size: int = 8,
-        device: str = "cpu",
-    ) -> None:
-        check_dtype(dtype)
-        check_batch_size(batch_size)
-        for k, v in (("clip_len", clip_len), ("clip_stride", clip_stride), ("image_size", image_size)):
-            if not isinstance(v, int) or v < 1:
-                raise ValueError(f"{self.name}: {k} must be a positive int, got {v!r}")
-        if image_size < 16:
-            raise ValueError(f"{self.name}: image_size must be at least 16 (5 stride-2 stages), got {image_size}")
-        wpath = None if weights is None else str(Path(weights).expanduser().resolve())
-        params = {"weights": wpath, "clip_len": clip_len, "clip_stride": clip_stride, "image_size": image_size, "dtype": dtype}
-        if wpath is not None:
-            params["fingerprint"] = file_fingerprint(wpath)
-        super().__init__(params)
-        self.setup_runtime(dtype=dtype, batch_size=batch_size, device=device)
-        self.weights_path = wpath
+    def __init__(self, config: R2Plus1D18Config | None = None, /, **overrides: Any) -> None:
+        super().__init__(config, **overrides)
+        c = self.config
         self.dim = 512
         self.contract = InputContract(
-            kind="clip", image_size=image_size, clip_len=clip_len, clip_stride=clip_stride,
+            kind="clip", image_size=c.image_size, clip_len=c.clip_len, clip_stride=c.clip_stride,
             mean=KINETICS_MEAN, std=KINETICS_STD,
         )
 
-    def load(self) -> None:
-        import torch
+    def _load(self) -> None:
+        import torch  # heavy: only when the network is built
 
-        from affectfuse._compat import import_torchvision
-
-        tv = import_torchvision()
-        net = tv.models.video.r2plus1d_18(weights=None)
-        if self.weights_path is not None:
-            load_weights_into(net, load_state_dict(self.weights_path), self.weights_path, ignore_prefixes=("fc.",))
+        net = import_torchvision().models.video.r2plus1d_18(weights=None)
+        if self.config.weights is not None:
+            w = self.config.weights
+            load_weights_into(net, load_state_dict(w), w, ignore_prefixes=("fc.",))
         net.fc = torch.nn.Identity()  # keep the 512-d spatio-temporal average pool
-        self.module = prepare_module(net, self.torch_dtype, self.device)
+        self.module = prepare_module(net, self.torch_dtype, self.config.device)
 
     def encode(self, x):
         """Shape: ``(B, 3, L, S, S)`` -> ``(B, 512)``."""

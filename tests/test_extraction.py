@@ -8,7 +8,8 @@ import pytest
 from affectfuse.features.store import FeatureStore
 from affectfuse.io.sampling import clip_indices
 from affectfuse.io.video import probe
-from affectfuse.pipeline import ExtractConfig, extract, list_inputs
+from affectfuse.extraction import ExtractConfig, extract
+from affectfuse.io.inputs import list_inputs
 
 FACE = "faceapi_expression"
 AUDIO = "logmel_stats"

@@ -1,0 +1,188 @@
+"""Local engines: :class:`InlineEngine` (this process) and :class:`ProcessEngine` (worker processes).
+
+:class:`ProcessEngine` keeps one job per worker process and streams the job's parts back through one
+bounded queue, so a frame-level video of any length flows window by window and a many-clip run holds at
+most ``2 * workers`` finished parts beside the ones being prepared. It knows which job each worker holds:
+a worker that dies (a decoder crash, the out-of-memory killer) ends that job with a message naming the
+file and is replaced; the file is never retried, and never in the caller's process. Workers are started
+with ``spawn`` (MediaPipe and torch are not fork-safe once loaded) and run single-threaded
+(``OMP_NUM_THREADS=1``, one torch and one OpenCV thread): on a 2-core machine two processes with two BLAS
+threads each run 8x slower (design/platform.md §8).
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import queue
+import traceback
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Iterator
+
+from affectfuse.engines.base import Engine, Job, Result
+
+__all__ = ["InlineEngine", "ProcessEngine", "create_engine"]
+
+_POLL_S = 0.2  # how often a waiting caller checks that the busy workers are still alive
+
+
+class InlineEngine:
+    """Prepares one job at a time in this process (``workers=0``: debugging, tiny runs)."""
+
+    in_flight = 1
+
+    def run(self, prepare: Callable[[Job], Iterable[Any]], jobs: Iterable[Job]) -> Iterator[Result]:
+        for job in jobs:
+            try:
+                for part in prepare(job):
+                    yield Result(job, part)
+            except Exception as e:  # noqa: BLE001 - prepare should not raise; if it does, the job is lost
+                yield Result(job, end=True, lost=f"{job.path}: {type(e).__name__}: {e}")
+                continue
+            yield Result(job, end=True)
+
+
+def _single_thread() -> None:
+    os.environ["OMP_NUM_THREADS"] = "1"
+    import cv2  # heavy native libraries: imported in the worker, after the thread settings
+    import torch
+
+    cv2.setNumThreads(1)
+    torch.set_num_threads(1)
+
+
+def _worker_main(wid: int, prepare: Callable[[Job], Iterable[Any]], inbox, results) -> None:
+    """A worker's loop: take ``(seq, job)`` from ``inbox``, send its parts, then its end; None stops."""
+    _single_thread()
+    while True:
+        item = inbox.get()
+        if item is None:
+            return
+        seq, job = item
+        try:
+            for part in prepare(job):
+                results.put(("part", wid, seq, part))
+        except Exception as e:  # noqa: BLE001
+            msg = f"{job.path}: {type(e).__name__}: {e}"
+            if os.environ.get("AFFECTFUSE_DEBUG"):
+                msg += "\n" + traceback.format_exc()
+            results.put(("lost", wid, seq, msg))
+            continue
+        results.put(("end", wid, seq, None))
+
+
+@dataclass
+class _Worker:
+    proc: Any
+    inbox: Any
+    job: Job | None = None
+    seq: int = -1
+
+
+@dataclass
+class _State:
+    jobs: Iterator[Job]
+    workers: dict[int, _Worker] = field(default_factory=dict)
+    seq: int = 0
+    next_wid: int = 0
+
+
+class ProcessEngine:
+    """Prepares jobs in ``workers`` spawned processes (see the module docstring).
+
+    Args:
+        workers: processes (>= 1).
+        queue_size: finished parts that may wait for the caller (default ``2 * workers``).
+    """
+
+    def __init__(self, workers: int, *, queue_size: int | None = None) -> None:
+        if workers < 1:
+            raise ValueError(f"ProcessEngine needs workers >= 1, got {workers}")
+        self.workers = int(workers)
+        self.in_flight = self.workers
+        self.queue_size = int(queue_size or 2 * self.workers)
+
+    def run(self, prepare: Callable[[Job], Iterable[Any]], jobs: Iterable[Job]) -> Iterator[Result]:
+        ctx = mp.get_context("spawn")
+        results = ctx.Queue(maxsize=self.queue_size)
+        st = _State(iter(jobs))
+
+        def start() -> None:
+            inbox = ctx.Queue()
+            proc = ctx.Process(target=_worker_main, args=(st.next_wid, prepare, inbox, results), daemon=True,
+                               name=f"affectfuse-worker-{st.next_wid}")
+            proc.start()
+            st.workers[st.next_wid] = _Worker(proc, inbox)
+            st.next_wid += 1
+
+        def assign(w: _Worker) -> None:
+            w.job = next(st.jobs, None)
+            if w.job is not None:
+                w.seq, st.seq = st.seq, st.seq + 1
+                w.inbox.put((w.seq, w.job))
+
+        try:
+            for _ in range(self.workers):
+                start()
+            for w in list(st.workers.values()):
+                assign(w)
+            while any(w.job is not None for w in st.workers.values()):
+                try:
+                    kind, wid, seq, payload = results.get(timeout=_POLL_S)
+                except queue.Empty:
+                    yield from self._reap(st, start, assign)
+                    continue
+                w = st.workers.get(wid)
+                if w is None or w.job is None or seq != w.seq:
+                    continue  # a message of a job that already ended (its worker was replaced)
+                if kind == "part":
+                    yield Result(w.job, payload)
+                    continue
+                job = w.job
+                assign(w)
+                yield Result(job, end=True, lost=payload if kind == "lost" else None)
+        finally:
+            self._stop(st, results)
+
+    @staticmethod
+    def _reap(st: _State, start, assign) -> Iterator[Result]:
+        """Busy workers that died: end their jobs as lost, replace them, give the new ones work."""
+        for wid, w in list(st.workers.items()):
+            if w.job is None or w.proc.is_alive():
+                continue
+            job = w.job
+            del st.workers[wid]
+            start()
+            assign(st.workers[st.next_wid - 1])
+            yield Result(job, end=True, lost=f"{job.path}: the worker process preparing this file died "
+                                             f"(exit code {w.proc.exitcode}); the file was not retried")
+
+    @staticmethod
+    def _stop(st: _State, results) -> None:
+        try:  # parts nobody will read: drained so that no worker blocks on a full queue
+            while True:
+                results.get_nowait()
+        except (queue.Empty, OSError, ValueError):
+            pass
+        for w in st.workers.values():
+            if w.proc.is_alive():
+                try:
+                    w.inbox.put_nowait(None)
+                except Exception:  # noqa: BLE001 - a broken queue: terminate below
+                    pass
+        for w in st.workers.values():
+            w.proc.join(timeout=2.0)
+            if w.proc.is_alive():
+                w.proc.terminate()
+                w.proc.join(timeout=2.0)
+
+
+def create_engine(workers: int) -> Engine:
+    """The local engine for ``workers`` processes (0 = this process).
+
+    Raises:
+        ValueError: ``workers`` is negative.
+    """
+    if workers < 0:
+        raise ValueError(f"workers must be >= 0 (0 = prepare in this process), got {workers}")
+    return InlineEngine() if workers == 0 else ProcessEngine(workers)

@@ -1,0 +1,165 @@
+"""What an extraction run does: :class:`ExtractConfig`, the named extractor sets, and the run's report."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Literal
+
+__all__ = ["ExtractConfig", "ExtractReport", "expand_extractors", "DEFAULT_EXTRACTORS", "EXTRACTOR_SETS"]
+
+#: The offline default set: every one ships its weights in a registry package (see README).
+DEFAULT_EXTRACTORS: tuple[str, ...] = ("mobilenetv2_imagenet", "faceapi_expression", "resemblyzer_ge2e")
+
+#: Named sets of extractors usable wherever an extractor name is: name → [(extractor, params, modality)].
+#: ``viper-offline`` is ViPER's four streams made only of weights that registry packages ship: the face crop's
+#: face-api expression probabilities + 256-d face feature (visual), face-mesh geometry standing in for action units
+#: (fau), the caption chosen from the expression probabilities and encoded with all-MiniLM-L6-v2 (text), and a GE2E
+#: voice embedding of the audio fragment centred on each frame (audio).
+EXTRACTOR_SETS: dict[str, list[tuple[str, dict[str, Any], str]]] = {
+    "viper-offline": [
+        ("faceapi_expression", {"output": "both"}, "visual"),
+        ("facemesh_geometry", {}, "fau"),
+        ("caption_offline", {}, "text"),
+        ("resemblyzer_ge2e", {}, "audio"),
+    ],
+}
+
+
+def expand_extractors(names: Iterable[str], params: dict[str, dict[str, Any]] | None = None
+                      ) -> list[tuple[str, dict[str, Any], str | None]]:
+    """Extractor names (and set names) → [(extractor name, creation parameters, modality or None)].
+
+    Parameters given for an extractor by name override a set's defaults.
+
+    Raises:
+        ValueError: an extractor appears twice.
+    """
+    params = params or {}
+    out: list[tuple[str, dict[str, Any], str | None]] = []
+    for n in names:
+        members = EXTRACTOR_SETS.get(n, [(n, {}, None)])
+        for name, p, modality in members:
+            if any(name == o[0] for o in out):
+                raise ValueError(f"extractor {name!r} is named twice (directly or through a set such as {n!r})")
+            out.append((name, {**p, **params.get(name, {})}, modality))
+    return out
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExtractConfig:
+    """How videos are turned into features.
+
+    Attributes:
+        extractors: registered extractor names.
+        extractor_params: per extractor name, keyword parameters (e.g. ``{"vit_cls": {"model": "dir/"}}``).
+        level: ``"clip"`` (``frames`` rows per video, ViPER) or ``"frame"`` (every ``frame_step``-th frame, or
+            ``frame_fps`` frames per second; Aff-Wild2 style).
+        frames: rows per video at clip level.
+        frame_step: frame-level step in frames.
+        frame_fps: frame-level fixed rate (overrides ``frame_step``).
+        window: frames per processing window at frame level (memory stays flat).
+        audio_window: seconds of audio centred on each frame at frame level.
+        sample_rate: audio sample rate for fragments (extractors may ask for another one).
+        face_detector: registered face detector name.
+        face_select: ``"largest"`` or ``"score"``.
+        face_margin: crop margin, fraction of the box side.
+        no_face: ``"mask"`` (row invalid), ``"full_frame"`` (ViPER's code) or ``"previous"`` (last crop).
+        max_side: frames are decoded downscaled so that their longer side is at most this.
+        float16: store values as float16.
+        workers: decoding / face processes; 0 decodes in the main process.
+        batch_rows: rows (frames / fragments) per backbone call, across videos.
+        overwrite: recompute entries that already exist.
+    """
+
+    extractors: tuple[str, ...] = DEFAULT_EXTRACTORS
+    extractor_params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    level: Literal["clip", "frame"] = "clip"
+    frames: int = 32
+    frame_step: int = 1
+    frame_fps: float | None = None
+    window: int = 64
+    audio_window: float = 1.0
+    sample_rate: int = 16000
+    face_detector: str = "default"
+    face_select: Literal["largest", "score"] = "largest"
+    face_margin: float = 0.25
+    no_face: Literal["mask", "full_frame", "previous"] = "mask"
+    max_side: int = 1280
+    float16: bool = False
+    workers: int = 1
+    batch_rows: int = 64
+    overwrite: bool = False
+
+    def validate(self) -> "ExtractConfig":
+        if not self.extractors:
+            raise ValueError("ExtractConfig.extractors: name at least one extractor")
+        if self.level not in ("clip", "frame"):
+            raise ValueError(f"ExtractConfig.level must be 'clip' or 'frame', got {self.level!r}")
+        if self.frames < 1:
+            raise ValueError(f"ExtractConfig.frames must be >= 1, got {self.frames}")
+        if self.frame_step < 1 or (self.frame_fps is not None and self.frame_fps <= 0):
+            raise ValueError(f"ExtractConfig: frame_step >= 1 and frame_fps > 0 expected, got {self.frame_step}, {self.frame_fps}")
+        if self.no_face not in ("mask", "full_frame", "previous"):
+            raise ValueError(f"ExtractConfig.no_face must be mask / full_frame / previous, got {self.no_face!r}")
+        if self.face_select not in ("largest", "score"):
+            raise ValueError(f"ExtractConfig.face_select must be 'largest' or 'score', got {self.face_select!r}")
+        if self.workers < 0 or self.batch_rows < 1 or self.window < 1 or self.max_side < 32:
+            raise ValueError("ExtractConfig: workers >= 0, batch_rows >= 1, window >= 1, max_side >= 32 expected")
+        unknown = set(self.extractor_params) - {n for n, _, _ in expand_extractors(self.extractors)}
+        if unknown:
+            raise ValueError(f"ExtractConfig.extractor_params names extractors not in extractors: {sorted(unknown)}")
+        return self
+
+
+@dataclass
+class ExtractReport:
+    """What a run did.
+
+    Attributes:
+        done: (video_id, key) pairs written.
+        skipped: pairs already in the store.
+        failed: (video_id, key, message) for pairs that could not be computed.
+        warnings: (video_id, message) remarks on written entries.
+        keys: extractor name → store key.
+        seconds: wall time.
+        interrupted: the run was stopped before the end.
+    """
+
+    done: list[tuple[str, str]] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    failed: list[tuple[str, str, str]] = field(default_factory=list)
+    warnings: list[tuple[str, str]] = field(default_factory=list)
+    keys: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+    interrupted: bool = False
+
+    @property
+    def failed_videos(self) -> list[str]:
+        return sorted({v for v, _, _ in self.failed})
+
+    def text(self) -> str:
+        vids_done = {v for v, _ in self.done}
+        lines = [
+            f"extracted {len(self.done)} feature sets for {len(vids_done)} videos in {self.seconds:.1f} s; "
+            f"skipped {len(self.skipped)} already done; {len(self.failed)} failed"
+            + (" (interrupted: run again to resume)" if self.interrupted else ""),
+        ]
+        for name, key in self.keys.items():
+            lines.append(f"  {name:24s} -> key {key}")
+        if self.warnings:
+            lines.append(f"warnings ({len(self.warnings)}):")
+            lines += [f"  {v}: {m}" for v, m in self.warnings[:50]]
+        if self.failed:
+            lines.append(f"failures ({len(self.failed)}):")
+            seen = set()
+            for v, k, m in self.failed:
+                if (v, m) in seen:
+                    continue
+                seen.add((v, m))
+                lines.append(f"  {v} [{k}]: {m}")
+        return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# Inputs
+# ---------------------------------------------------------------------------------------------

@@ -1,0 +1,151 @@
+"""The plan of a run: which extractors (as streams with their store keys) and which inputs they need.
+
+A :class:`Stream` is one extractor as this run uses it: the extractor object, the modality it feeds (a named
+set such as ``viper-offline`` may give it another one than its default), the keywords it was created with and
+the identity of the sampling that makes its input. Its store key is the extractor's name plus a hash of its
+parameters *and* of that sampling (frames, level, face detector, margin, no-face policy, fragment rule), so
+features made differently never share a key.
+
+A :class:`Plan` is what the workers need to prepare one video: the :class:`~affectfuse.io.sampling.SamplingSpec`,
+the face settings, and which crops / frames / clips / fragments the extractors consume. It holds no model, so
+it is cheap to send to worker processes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from affectfuse.extraction.config import ExtractConfig, expand_extractors
+from affectfuse.extractors.base import Extractor, create_extractor
+from affectfuse.io.faces import create_face_detector
+from affectfuse.io.sampling import SamplingSpec
+from affectfuse.types import feature_key
+
+__all__ = ["Stream", "Plan", "make_streams", "make_plan", "sampling_identity"]
+
+
+def _detector_config(name: str) -> dict[str, Any]:
+    """The resolved configuration of a face detector (real name + parameters), without loading its model:
+    features made with "default" get a new key if the default ever changes."""
+    return dict(create_face_detector(name).config)
+
+
+def sampling_identity(ex: Extractor, cfg: ExtractConfig) -> dict[str, Any]:
+    """What the sampling of an extractor's input depends on (part of its store key)."""
+    c = ex.contract
+    s: dict[str, Any] = {"level": cfg.level}
+    if cfg.level == "clip":
+        s["frames"] = cfg.frames
+    else:
+        s["frame_fps" if cfg.frame_fps else "frame_step"] = cfg.frame_fps or cfg.frame_step
+    if c.kind in ("face", "clip"):
+        s["faces"] = {"detector": cfg.face_detector, "detector_config": _detector_config(cfg.face_detector),
+                      "select": cfg.face_select, "margin": cfg.face_margin, "no_face": cfg.no_face,
+                      "max_side": cfg.max_side}
+    elif c.kind == "frame":
+        s["max_side"] = cfg.max_side
+    if c.kind == "audio_fragment":
+        s["audio"] = "viper_centred_fragments" if cfg.level == "clip" else {"centred_window_s": cfg.audio_window}
+    return s
+
+
+@dataclass(frozen=True)
+class Stream:
+    """One extractor as a run uses it.
+
+    Attributes:
+        extractor: the extractor.
+        modality: the stream it feeds in this run.
+        create_kwargs: the keywords it was created with (recorded so that ``predict`` can re-create it).
+        sampling: :func:`sampling_identity` of its input.
+    """
+
+    extractor: Extractor
+    modality: str
+    create_kwargs: dict[str, Any]
+    sampling: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return self.extractor.name
+
+    @property
+    def kind(self) -> str:
+        return self.extractor.contract.kind
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return {**self.extractor.params, "sampling": self.sampling}
+
+    @property
+    def key(self) -> str:
+        return feature_key(self.name, self.params)
+
+    def identity(self) -> dict[str, Any]:
+        """What the store records under :attr:`key`."""
+        return {**self.extractor.identity(), "modality": self.modality, "params": self.params, "key": self.key,
+                "create_kwargs": self.create_kwargs, "sampling": self.sampling}
+
+
+def make_streams(cfg: ExtractConfig, extractors: list[Extractor] | None = None) -> list[Stream]:
+    """The run's streams: ``cfg.extractors`` created by name (sets expanded), or the given extractor objects.
+
+    Raises:
+        KeyError / TypeError / ValueError: an unknown extractor, parameter or value (before any video is read).
+    """
+    if extractors is not None:
+        made = [(ex, ex.modality, cfg.extractor_params.get(ex.name, {})) for ex in extractors]
+    else:
+        made = [(create_extractor(name, **params), modality, params)
+                for name, params, modality in expand_extractors(cfg.extractors, cfg.extractor_params)]
+    return [Stream(ex, modality or ex.modality, dict(kw), sampling_identity(ex, cfg)) for ex, modality, kw in made]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What preparing one video takes (sent to the workers).
+
+    Attributes:
+        sampling: frames and audio to take.
+        face_detector: registered detector name.
+        face_select: ``"largest"`` or ``"score"``.
+        face_margin: crop margin, fraction of the box side.
+        no_face: policy for rows without a face.
+        image_requests: ``(kind, size)`` pairs, kind ``"face"`` (crops) or ``"frame"`` (letterboxed frames).
+        clip_requests: ``(size, clip_len, clip_stride)`` for clip extractors (face crops of the frames around
+            each row).
+    """
+
+    sampling: SamplingSpec
+    face_detector: str
+    face_select: str
+    face_margin: float
+    no_face: str
+    image_requests: tuple[tuple[str, int], ...]
+    clip_requests: tuple[tuple[int, int, int], ...]
+
+    @property
+    def needs_faces(self) -> bool:
+        return any(k == "face" for k, _ in self.image_requests) or bool(self.clip_requests)
+
+
+def make_plan(streams: list[Stream], cfg: ExtractConfig) -> Plan:
+    """The inputs the streams consume, and the sampling that gives them."""
+    images, clips, rates = set(), set(), set()
+    for s in streams:
+        c = s.extractor.contract
+        if c.kind in ("face", "frame"):
+            images.add((c.kind, c.image_size))
+        elif c.kind == "clip":
+            clips.add((c.image_size, c.clip_len, c.clip_stride))
+        elif c.kind == "audio_fragment":
+            rates.add(c.sample_rate)
+        else:
+            raise ValueError(f"extractor {s.name!r}: unknown input kind {c.kind!r}")
+    spec = SamplingSpec(level=cfg.level, frames=cfg.frames, frame_step=cfg.frame_step, frame_fps=cfg.frame_fps,
+                        window=cfg.window, pixels=bool(images or clips), max_side=cfg.max_side,
+                        context=tuple(sorted({(length, stride) for _, length, stride in clips})),
+                        sample_rates=tuple(sorted(rates)), audio_window=cfg.audio_window).validate()
+    return Plan(spec, cfg.face_detector, cfg.face_select, cfg.face_margin, cfg.no_face, tuple(sorted(images)),
+                tuple(sorted(clips)))
