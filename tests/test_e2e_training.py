@@ -47,4 +47,4 @@ def test_e2e_cross_trains_on_raw_video_and_predicts(tmp_path):
 
     res, rep = predict_videos([tmp_path / "g" / "videos" / "generated_0003.mp4"], tmp_path / "run",
                               tmp_path / "p.csv", progress=False, log=lambda *_: None)
-    assert res["preds"].shape == (1, 7) and rep.failed == []
+    assert res.values.shape == (1, 7) and rep.failed == []

@@ -240,3 +240,18 @@ def test_an_extractor_that_cannot_load_stops_before_any_video(tmp_path, monkeypa
     assert rc == 2
     store = FeatureStore(tmp_path / "s")
     assert store.manifest() == [], "nothing recorded against the video: the problem is the set-up"
+
+
+def test_store_identity_records_columns_config_and_creation_keywords(clips, tmp_path):
+    from affectfuse.extractors.face.faceapi import EXPRESSIONS
+
+    rep = extract([clips], tmp_path / "s", _cfg(extractor_params={FACE: {"output": "probs", "batch_size": 4}}),
+                  progress=False)
+    ident = FeatureStore(tmp_path / "s").identity(rep.keys[FACE])
+    assert ident["columns"] == list(EXPRESSIONS) and ident["dim"] == 7
+    assert ident["config"] == {"output": "probs", "batch_size": 4}
+    assert ident["create_kwargs"] == {"output": "probs", "batch_size": 4}
+    assert "batch_size" not in ident["params"], "a runtime field does not change the key"
+    assert rep.keys[FACE] == extract([clips], tmp_path / "s2", _cfg(), progress=False).keys[FACE]
+    audio = FeatureStore(tmp_path / "s").identity(rep.keys[AUDIO])
+    assert len(audio["columns"]) == audio["dim"] and audio["columns"][0].startswith("mel")

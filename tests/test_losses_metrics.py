@@ -223,3 +223,56 @@ def test_all_masked_gives_zero_with_graph_and_errors():
     with pytest.raises(TypeError, match="int64"):
         create_loss("cross_entropy", "group")(ModelOutput(preds=torch.randn(2, 3)), _batch(torch.zeros(2)))
     assert set(LOSSES) == {"mse", "ccc", "mse_ce", "cross_entropy", "focal"}
+
+
+# -- post-processing: what the loss says its outputs mean ----------------------------------------
+def test_each_loss_declares_its_output_activation():
+    from affectfuse.tasks.postprocess import ACTIVATIONS
+
+    expected = {"mse": "none", "ccc": "none", "mse_ce": "sigmoid", "cross_entropy": "softmax", "focal": "softmax"}
+    assert {name: cls.activation for name, cls in LOSSES.items()} == expected
+    assert all(cls.activation in ACTIVATIONS for cls in LOSSES.values())
+    assert create_loss("mse_ce", "reaction").activation == "sigmoid"
+    assert create_loss(None, "expr").activation == "softmax"  # the task's default loss (focal)
+
+
+def test_postprocess_for_task_smooths_frame_regression_only():
+    from affectfuse._config import from_yaml, to_yaml
+    from affectfuse.tasks.postprocess import PostProcess
+
+    va = PostProcess.for_task(TASKS["va"], smoothing=(20, 50))
+    assert va == PostProcess(activation="none", clip=(-1.0, 1.0), smoothing=(20, 50))
+    assert from_yaml(PostProcess, to_yaml(va)) == va
+    for name in ("reaction", "expr", "group"):  # clip level or classification: never smoothed or clipped
+        assert PostProcess.for_task(TASKS[name], activation="softmax", smoothing=(5, 5)).smoothing is None
+        assert PostProcess.for_task(TASKS[name], smoothing=(5, 5)).clip is None
+    with pytest.raises(ValueError, match="activation must be one of"):
+        PostProcess(activation="relu").validate()
+
+
+def test_postprocess_apply_smooths_each_video_in_frame_order():
+    from affectfuse.tasks.postprocess import PostProcess
+
+    rng = np.random.default_rng(0)
+    ids = np.array(["a"] * 30 + ["b"] * 20)
+    frames = np.concatenate([np.arange(30), np.arange(20) * 2])
+    raw = rng.uniform(-1.5, 1.5, (50, 2)).astype(np.float32)
+    order = rng.permutation(50)  # rows arrive in any order
+    post = PostProcess.for_task(TASKS["va"], smoothing=(5, 9))
+    out = post.apply(raw[order], video_ids=list(ids[order]), frames=frames[order])
+    assert out.dtype == np.float32 and out.shape == (50, 2)
+    back = np.empty_like(out)
+    back[order] = out
+    for v in ("a", "b"):
+        rows = np.nonzero(ids == v)[0]
+        for k, w in enumerate((5, 9)):
+            ref = uniform_filter1d(np.clip(raw[rows, k].astype(np.float64), -1, 1), size=w)
+            np.testing.assert_allclose(back[rows, k], ref, atol=1e-6)
+    logits = rng.normal(size=(4, 3)).astype(np.float32)
+    np.testing.assert_array_equal(PostProcess(activation="softmax").apply(logits),
+                                  torch.softmax(torch.from_numpy(logits), -1).numpy())
+    np.testing.assert_array_equal(PostProcess(activation="sigmoid").apply(logits),
+                                  torch.sigmoid(torch.from_numpy(logits)).numpy())
+    np.testing.assert_array_equal(PostProcess().apply(logits), logits)
+    with pytest.raises(ValueError, match="smoothing needs the video id"):
+        post.apply(raw)

@@ -323,3 +323,27 @@ def test_cli_bad_fps_exits_2(media, capsys):
     paths, _ = media
     assert main(["predict", str(paths["happy"]), "--fps", "-1", "--quiet"]) == 2
     assert "fps must be a positive number" in capsys.readouterr().err
+
+
+def test_public_predict_is_the_offline_default_and_writes_through_prediction(media, result, tmp_path):
+    import affectfuse as af
+
+    paths, _ = media
+    frames, summary, _ = result
+    res = af.predict([paths["happy"], tmp_path / "missing.mp4"], out=tmp_path / "p.csv", fps=FPS, progress=False)
+    assert isinstance(res.prediction, af.Prediction) and res.prediction.classification
+    pd.testing.assert_frame_equal(res.prediction.to_frame(af.Prediction.FRAME_TABLE)[list(FRAME_COLUMNS)],
+                                  _video(frames, "happy"))
+    assert [f.video_id for f in res.failures] == ["missing"]
+    back = af.Prediction.read(tmp_path / "p.csv", af.Prediction.FRAME_TABLE, names=list(OFFLINE_CLASSES),
+                              classification=True)
+    np.testing.assert_allclose(back.values, res.prediction.values, equal_nan=True)
+    assert list(back.predicted_labels()) == list(_video(frames, "happy")["dominant"])
+    assert res.written[0] == tmp_path / "p.csv" and "dominant Happiness" in res.text()
+
+
+def test_the_public_api_matches_the_command_line():
+    import affectfuse as af
+
+    for name in ("extract", "train", "evaluate", "predict", "load_run", "FeatureStore", "ExtractConfig", "TrainConfig"):
+        assert name in af.__all__ and callable(getattr(af, name))

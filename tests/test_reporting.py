@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import re
 import shutil
@@ -12,8 +11,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 
+from affectfuse.inference.run_folder import RunFolder
+from affectfuse.inference.train_config import TrainConfig
 from affectfuse.reporting import (
     confusion_matrix,
     normalize_rows,
@@ -23,6 +23,7 @@ from affectfuse.reporting import (
     split_confusion,
 )
 from affectfuse.tasks.spec import TASKS
+from affectfuse.types import Prediction
 
 
 # -- helpers --------------------------------------------------------------------------------------
@@ -63,22 +64,18 @@ def _metric_values_in(html_text: str, metrics: dict) -> None:
             assert f"{v:.4f}" in html_text, (split, name, v)
 
 
-def _task_yaml(name: str) -> str:
-    task = json.loads(json.dumps(dataclasses.asdict(TASKS[name])))  # tuples -> lists for YAML
-    return yaml.safe_dump({"name": "handmade", "task": task, "input_dims": {"visual": 8}}, sort_keys=False)
-
-
 def _write_run(run: Path, task: str, labels_csv: Path, preds: dict[str, pd.DataFrame], metrics: dict,
                history: pd.DataFrame | None) -> Path:
-    (run / "predictions").mkdir(parents=True)
-    (run / "config.yaml").write_text(f"type: TrainConfig\ntask: {task}\nmodel: handmade\nepochs: 3\n")
-    (run / "model.yaml").write_text(_task_yaml(task))
-    (run / "data.json").write_text(json.dumps({"labels": str(labels_csv), "store": "nowhere", "task": task}))
-    (run / "metrics.json").write_text(json.dumps(metrics))
+    """A hand-made run folder, written through RunFolder (the predictions through Prediction)."""
+    folder = RunFolder(run)
+    folder.write_config(TrainConfig(task=task, model="handmade", epochs=3))
+    folder.write_model(name="handmade", task=TASKS[task], input_dims={"visual": 8}, overrides={}, config={})
+    folder.write_data({"labels": str(labels_csv), "store": "nowhere", "task": task})
+    folder.write_metrics(metrics)
     for split, df in preds.items():
-        df.to_csv(run / "predictions" / f"{split}.csv", index=False)
+        folder.write_predictions(split, Prediction.from_frame(df))
     if history is not None:
-        history.to_csv(run / "history.csv", index=False)
+        folder.write_history(history.to_dict("records"))
     return run
 
 
@@ -301,7 +298,7 @@ def test_seed_folder_gets_a_summary_and_a_report_per_seed(tmp_path):
         shutil.copytree(run, multi / f"seed_{s}")
     summary = {"seeds": [0, 1], "per_seed": {}, "mean": {"test": {"mean_ccc": 0.625}},
                "std": {"test": {"mean_ccc": 0.0125}}, "ensemble": {"test": {"mean_ccc": 0.6431}}}
-    (multi / "metrics.json").write_text(json.dumps(summary))
+    RunFolder(multi).write_metrics(summary)
     files = report(multi)
     top = (multi / "report" / "index.html").read_text()
     assert "0.6250 ± 0.0125" in top and "0.6431" in top

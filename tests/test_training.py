@@ -183,7 +183,7 @@ def test_frame_level_va_with_ccc_and_smoothing(tmp_path):
     # the written predictions are the raw per-frame outputs smoothed per video (scipy as the reference)
     from affectfuse.data.dataset import FeatureDataset
     from affectfuse.data.labels import load_labels
-    from affectfuse.training.loop import predict_dataset
+    from affectfuse.inference.run import predict_dataset
 
     run = load_run(tmp_path / "run")
     ds = FeatureDataset(FeatureStore(tmp_path / "store"), load_labels(tmp_path / "labels.csv", "va"), "dev",
@@ -195,3 +195,19 @@ def test_frame_level_va_with_ccc_and_smoothing(tmp_path):
     for k, (col, w) in enumerate([("valence", 5), ("arousal", 9)]):
         ref = np.clip(uniform_filter1d(raw["preds"][rows, k], size=w), -1, 1)
         np.testing.assert_allclose(one[col].to_numpy(), ref, atol=2e-6)
+
+
+def test_the_model_is_built_once_with_the_backbone_rate_decided_before(data, tmp_path, monkeypatch):
+    import affectfuse.training.loop as loop
+    from affectfuse.models import config_class, create_model, list_models
+
+    for name in list_models():  # the config class is known without building the model
+        assert config_class(name).__name__.endswith("Config")
+    small = create_model("e2e_cross_small", task="reaction", input_dims={"pixels": 3, "waveform": 1})
+    assert config_class("e2e_cross_small") is type(small.config)
+    assert loop._model_overrides(TrainConfig(model="e2e_cross_small", backbone_lr_scale=0.1)) == {"backbone_lr_scale": 0.1}
+    assert loop._model_overrides(TrainConfig(model="viper_small", model_overrides={"init_std": 0.2})) == {"init_std": 0.2}
+    built = []
+    monkeypatch.setattr(loop, "create_model", lambda *a, **kw: built.append(a) or create_model(*a, **kw))
+    train(data / "labels.csv", data / "store", _cfg(epochs=1), tmp_path / "r", progress=False, log=lambda *_: None)
+    assert len(built) == 1, "the model is built once (the final evaluation reuses it with the kept weights)"

@@ -9,7 +9,7 @@ import pytest
 
 from affectfuse.data.synthetic import make_video_dataset
 from affectfuse.features.store import FeatureStore
-from affectfuse.pipeline import ExtractConfig, expand_extractors, extract
+from affectfuse.extraction import ExtractConfig, expand_extractors, extract
 
 
 def test_expand_sets_and_overrides():
@@ -53,7 +53,7 @@ def test_viper_offline_features_train_viper(tmp_path):
 
     res, report = predict_videos([tmp_path / "gen" / "videos" / "generated_0001.mp4"], tmp_path / "run",
                                  tmp_path / "pred.csv", progress=False, log=lambda *_: None)
-    assert report.failed == [] and res["preds"].shape == (1, 7)
+    assert report.failed == [] and res.values.shape == (1, 7)
     assert (tmp_path / "pred.csv").read_text().splitlines()[0].startswith("video_id,Adoration")
     # the same through the command line, on two videos
     rc = main(["predict", str(tmp_path / "gen" / "videos" / "generated_0002.mp4"),

@@ -3,13 +3,17 @@
 From your own videos to features, fusion models (ViPER, Joint Multimodal Transformer, ABAW5-ERI,
 end-to-end cross-modal), scores and submission files.
 
-The public API (everything else is plumbing and may change)::
+The public API is what the command line runs (everything else is plumbing and may change)::
 
     import affectfuse as af
+    af.extract(["videos/"], "features/", af.ExtractConfig(extractors=("viper-offline",)))   # affectfuse extract
     store = af.FeatureStore("features/")
-    fs = store.get("video_001", "vit_cls-1a2b3c4d")          # FeatureSet: values (T, D), times, valid
-    ex = af.create_extractor("logmel_stats")
-    model = af.create_model("viper", task="reaction", input_dims={"visual": 768})
+    metrics = af.train("labels.csv", store, af.TrainConfig(task="reaction", model="viper_small",
+                                                           modalities={"visual": "faceapi_expression"}), "run/")
+    af.evaluate("run/", split="test")                                                     # affectfuse evaluate
+    res = af.predict(["new.mp4"], "run/", out="pred.csv")                                 # affectfuse predict
+    res = af.predict(["new.mp4"])                               # the offline default: expressions per frame
+    run = af.load_run("run/")                                   # model, task, configs, feature identities
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ _prepare_torchvision()  # before anything imports transformers / torchvision (se
 from affectfuse.types import (  # noqa: E402
     AudioFragments,
     Batch,
+    Clip,
     FeatureSet,
     FrameBatch,
     ModelOutput,
@@ -30,7 +35,16 @@ from affectfuse.types import (  # noqa: E402
 
 __version__ = "0.1.0"
 
+# The entry points are imported on first use: importing them pulls in torch, transformers and the model
+# registry (seconds), which ``import affectfuse`` for a type or a store should not pay.
 _LAZY = {
+    "extract": ("affectfuse.extraction.run", "extract"),
+    "ExtractConfig": ("affectfuse.extraction.config", "ExtractConfig"),
+    "train": ("affectfuse.training.loop", "train"),
+    "TrainConfig": ("affectfuse.inference.train_config", "TrainConfig"),
+    "evaluate": ("affectfuse.inference.run", "evaluate"),
+    "predict": ("affectfuse.inference.predictor", "predict"),
+    "load_run": ("affectfuse.inference.run", "load_run"),
     "FeatureStore": ("affectfuse.features.store", "FeatureStore"),
     "create_extractor": ("affectfuse.extractors.base", "create_extractor"),
     "list_extractors": ("affectfuse.extractors.base", "list_extractors"),
@@ -38,8 +52,6 @@ _LAZY = {
     "list_models": ("affectfuse.models", "list_models"),
     "TaskSpec": ("affectfuse.tasks.spec", "TaskSpec"),
     "get_task": ("affectfuse.tasks.spec", "get_task"),
-    "extract": ("affectfuse.extraction.run", "extract"),
-    "ExtractConfig": ("affectfuse.extraction.config", "ExtractConfig"),
 }
 
 
@@ -55,20 +67,29 @@ def __getattr__(name: str):
 
 
 __all__ = [
+    # the command line's entry points
+    "extract",
+    "ExtractConfig",
+    "train",
+    "TrainConfig",
+    "evaluate",
+    "predict",
+    "load_run",
+    "FeatureStore",
+    # registries
+    "create_extractor",
+    "list_extractors",
+    "create_model",
+    "list_models",
+    "TaskSpec",
+    "get_task",
+    # the typed objects that cross module boundaries
     "AudioFragments",
     "Batch",
+    "Clip",
     "FeatureSet",
-    "FeatureStore",
     "FrameBatch",
     "ModelOutput",
     "Prediction",
-    "TaskSpec",
     "VideoInfo",
-    "create_extractor",
-    "create_model",
-    "extract",
-    "ExtractConfig",
-    "get_task",
-    "list_extractors",
-    "list_models",
 ]

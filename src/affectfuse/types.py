@@ -2,7 +2,7 @@
 
 The path data takes, one function per hop::
 
-    path ─probe→ VideoInfo ─sample→ FrameBatch (+ AudioFragments) ─faces→ FrameBatch
+    path ─probe→ VideoInfo ─sample→ Clip (FrameBatch + AudioFragments; or windows of them) ─faces→ FrameBatch
          ─extractor→ FeatureSet ─store.put→ disk
     disk ─dataset→ samples ─collate→ Batch ─model→ ModelOutput ─task→ Prediction
 
@@ -30,6 +30,7 @@ __all__ = [
     "VideoInfo",
     "FrameBatch",
     "AudioFragments",
+    "Clip",
     "FeatureSet",
     "Batch",
     "ModelOutput",
@@ -95,10 +96,13 @@ class FrameBatch:
         indices: index of each row's frame in the video's display order, ``(N,)`` int64.
         valid: ``(N,)`` bool; False where the row does not hold what it should (a repeated frame of a
             too-short video, a crop where no face was found, ...).
-        boxes: face box per row in source-frame pixels ``(x1, y1, x2, y2)``, ``(N, 4)`` float32, NaN
+        boxes: face box per row in **source-frame** pixels ``(x1, y1, x2, y2)``, ``(N, 4)`` float32, NaN
             where no face; None for full frames that were not passed through a detector.
         scores: detector confidence per row, ``(N,)`` float32, NaN where no face; None like ``boxes``.
         notes: human-readable remarks (e.g. "video has 3 frames, 32 requested: frames repeated").
+        source_size: ``(width, height)`` of the video's own frames when ``pixels`` were decoded downscaled
+            (``max_side``); None when ``pixels`` are at the source size. Boxes are always in source pixels:
+            :meth:`scale` converts them to ``pixels`` coordinates.
     """
 
     pixels: np.ndarray
@@ -108,9 +112,18 @@ class FrameBatch:
     boxes: np.ndarray | None = None
     scores: np.ndarray | None = None
     notes: list[str] = field(default_factory=list)
+    source_size: tuple[int, int] | None = None
 
     def __len__(self) -> int:
         return len(self.times)
+
+    @property
+    def scale(self) -> tuple[float, float]:
+        """``(sx, sy)``: source pixels per ``pixels`` pixel along x and y (1.0 when not downscaled)."""
+        if self.source_size is None or self.pixels.ndim != 4:
+            return 1.0, 1.0
+        h, w = self.pixels.shape[1:3]
+        return self.source_size[0] / w, self.source_size[1] / h
 
 
 @dataclass
@@ -144,6 +157,64 @@ class AudioFragments:
 
 
 @dataclass
+class Clip:
+    """One media file sampled for extraction or training: frames and audio on one clock.
+
+    The output of the one decode → sample hop (:func:`affectfuse.io.sampling.sample`). At clip level a
+    file gives one Clip; at frame level it gives consecutive windows, each a Clip whose rows continue the
+    previous one's (``window`` counts them, ``last`` marks the final one).
+
+    Attributes:
+        video_id: the id the file is known by.
+        source: the file.
+        info: the file's :class:`VideoInfo`.
+        times: ``(N,)`` float64 seconds of each row (the sampled frames' times; for a file without video, a
+            grid over its duration).
+        indices: ``(N,)`` int64 frame index of each row, -1 where the file has no video.
+        valid: ``(N,)`` bool; False for a repeated frame of a too-short video (its first occurrence stays True).
+        frames: the sampled frames (``pixels`` possibly downscaled, see :attr:`FrameBatch.source_size`);
+            None when pixels were not asked for or the file has no video.
+        context: ``(clip_len, clip_stride)`` → a FrameBatch of ``N * clip_len`` rows, the frames around each
+            row (short clips for video backbones), row-major; empty unless asked for.
+        fragments: sample rate → :class:`AudioFragments` cut around the rows (clip level: ViPER's
+            non-overlapping fragments; frame level: centred windows); empty when not asked for or no audio.
+        waveform: the whole audio track, mono float32 ``(S,)`` at :attr:`sample_rate`, when asked for (end-to-end
+            models), else None.
+        audio_start: seconds of ``waveform[0]`` on the clock of ``times``.
+        sample_rate: Hz of ``waveform``.
+        video_missing: why there are no frames (e.g. an audio-only file), or None.
+        audio_missing: why there is no audio (no stream, undecodable), or None.
+        notes: remarks on this clip (repeated frames, frames that could not be decoded, downscaling).
+        window: index of this window (0 at clip level).
+        last: whether this is the file's last window (always True at clip level).
+
+    Shape:
+        times, indices, valid ``(N,)``; frames.pixels ``(N, H, W, 3)`` uint8.
+    """
+
+    video_id: str
+    source: Path
+    info: VideoInfo
+    times: np.ndarray
+    indices: np.ndarray
+    valid: np.ndarray
+    frames: FrameBatch | None = None
+    context: dict[tuple[int, int], FrameBatch] = field(default_factory=dict)
+    fragments: dict[int, AudioFragments] = field(default_factory=dict)
+    waveform: np.ndarray | None = None
+    audio_start: float = 0.0
+    sample_rate: int = 0
+    video_missing: str | None = None
+    audio_missing: str | None = None
+    notes: list[str] = field(default_factory=list)
+    window: int = 0
+    last: bool = True
+
+    def __len__(self) -> int:
+        return len(self.times)
+
+
+@dataclass
 class FeatureSet:
     """The output of one extractor on one video.
 
@@ -154,9 +225,10 @@ class FeatureSet:
         extractor: the extractor's registered name.
         params: the extractor's parameters (with ``extractor``, its identity).
         video_id: the video this came from.
-        boxes: optional ``(T, 4)`` float32 face boxes (NaN where none).
+        boxes: optional ``(T, 4)`` float32 face boxes in source-frame pixels (NaN where none).
         indices: optional ``(T,)`` int64 frame indices.
-        meta: free-form extra information (e.g. notes on repeated frames).
+        meta: free-form extra information (e.g. notes on repeated frames, the video's duration).
+        scores: optional ``(T,)`` float32 face-detector confidence of each row's box (NaN where none).
     """
 
     values: np.ndarray
@@ -168,6 +240,7 @@ class FeatureSet:
     boxes: np.ndarray | None = None
     indices: np.ndarray | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    scores: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         t = len(self.times)
@@ -261,14 +334,38 @@ class ModelOutput:
 
 @dataclass
 class Prediction:
-    """Predictions for one or more videos, ready to be written out.
+    """Predictions for one or more videos: one row per clip (clip level) or per frame (frame level).
+
+    The one writer and reader of prediction tables: ``RUN/predictions/<split>.csv`` (training, ``evaluate``),
+    the seed ensemble, k-fold out-of-fold predictions, ``affectfuse predict --run`` and the offline
+    predictor's per-frame table. A :class:`Prediction.Layout` names the columns, their order and the number
+    format; three are defined:
+
+    * :attr:`RUN` (run folders, ``predict --run``): ``video_id``, [``frame``, ``time``], then the target
+      columns (regression) or ``prediction`` (the predicted class) and ``p_<class>`` (probabilities);
+      values with 6 decimals, times with 4;
+    * :attr:`OOF` (k-fold): as RUN with a ``fold`` column after ``video_id``; numbers at full precision;
+    * :attr:`FRAME_TABLE` (offline predictor): ``video_id, frame, time, face, box_x1..box_y2, face_score``,
+      one column per class (no prefix), then ``dominant``; full precision, NaN written empty, ``face`` holds
+      :attr:`valid`.
 
     Attributes:
-        values: ``(R, K)`` float, one row per clip (clip level) or per frame (frame level).
-        names: the K column names (targets or class names).
+        values: ``(R, K)`` float: regression targets, or class scores (probabilities) for classification.
+        names: the K target or class names.
         video_ids: ``(R,)`` video id of each row.
-        times: ``(R,)`` seconds for frame-level rows, None for clip level.
-        valid: ``(R,)`` bool, False where no prediction could be made (e.g. no face).
+        times: ``(R,)`` float64 seconds of frame-level rows, or None (clip level).
+        valid: ``(R,)`` bool, False where no prediction could be made (e.g. no face); None = every row.
+        frames: ``(R,)`` int64 frame index of frame-level rows, or None.
+        classification: the values are class scores: tables carry a label column (the predicted class).
+        labels: ``(R,)`` predicted class name per row (str); None = the argmax of ``values``, ``""`` where a
+            row is not valid or not finite (see :meth:`predicted_labels`). Read back from a table's label column.
+        extra: other per-row columns ``(R,)`` by name, in order (e.g. face boxes, the fold of an out-of-fold row).
+
+    Example:
+        >>> p = Prediction(values=probs, names=["Positive", "Neutral", "Negative"], video_ids=ids,
+        ...                classification=True)
+        >>> p.write("predictions/test.csv")                     # Prediction.RUN layout
+        >>> Prediction.read("predictions/test.csv").values      # (R, 3)
     """
 
     values: np.ndarray
@@ -276,14 +373,263 @@ class Prediction:
     video_ids: list[str]
     times: np.ndarray | None = None
     valid: np.ndarray | None = None
+    frames: np.ndarray | None = None
+    classification: bool = False
+    labels: np.ndarray | None = None
+    extra: dict[str, np.ndarray] = field(default_factory=dict)
 
-    def to_frame(self):  # -> pandas.DataFrame
-        import pandas as pd
+    @dataclass(frozen=True, kw_only=True)
+    class Layout:
+        """The columns of a prediction table, in order, and how numbers are written.
 
-        df = pd.DataFrame(self.values, columns=self.names)
-        df.insert(0, "video_id", self.video_ids)
-        if self.times is not None:
-            df.insert(1, "time", self.times)
+        Attributes:
+            columns: column names in order, with two placeholders: ``{scores}`` (the K value columns) and
+                ``{extra}`` (extra columns not named elsewhere, in their order). ``frame`` / ``time`` are left
+                out when the prediction has none, the label column when it is not a classification. Any other
+                name is an extra column the prediction must have.
+            label: the label column (classification): the predicted class name.
+            prefix: classification score columns are ``prefix + class name`` (regression: the target names).
+            valid: the column that holds :attr:`Prediction.valid` (True / False), or None (not written).
+            decimals: digits after the point of values and float extras (NaN written ``nan``); None = the
+                shortest exact form (``repr``), NaN written empty.
+            time_decimals: the same for ``time``.
+            lineterminator: row separator.
+        """
+
+        columns: tuple[str, ...] = ("video_id", "frame", "time", "{extra}", "prediction", "{scores}")
+        label: str = "prediction"
+        prefix: str = "p_"
+        valid: str | None = None
+        decimals: int | None = 6
+        time_decimals: int | None = 4
+        lineterminator: str = "\r\n"
+
+    RUN = Layout()
+    OOF = Layout(columns=("video_id", "fold", "frame", "time", "{extra}", "prediction", "{scores}"), decimals=None,
+                 time_decimals=None, lineterminator="\n")
+    FRAME_TABLE = Layout(columns=("video_id", "frame", "time", "face", "box_x1", "box_y1", "box_x2", "box_y2",
+                                  "face_score", "{extra}", "{scores}", "dominant"),
+                         label="dominant", prefix="", valid="face", decimals=None, time_decimals=None,
+                         lineterminator="\n")
+
+    def __post_init__(self) -> None:
+        self.values = np.asarray(self.values)
+        self.names = [str(n) for n in self.names]
+        self.video_ids = [str(v) for v in self.video_ids]
+        r = len(self.video_ids)
+        if self.values.shape != (r, len(self.names)):
+            raise ValueError(f"Prediction: values must be (R, K) = ({r}, {len(self.names)}) for {r} video ids and "
+                             f"names {self.names}; got {self.values.shape}")
+        per_row = {"times": self.times, "valid": self.valid, "frames": self.frames, "labels": self.labels,
+                   **{f"extra[{k!r}]": v for k, v in self.extra.items()}}
+        for name, arr in per_row.items():
+            if arr is not None and len(arr) != r:
+                raise ValueError(f"Prediction: {name} must have one entry per row ({r}), got {len(arr)}")
+
+    def __len__(self) -> int:
+        return len(self.video_ids)
+
+    def predicted_labels(self) -> np.ndarray:
+        """``(R,)`` class name per row: :attr:`labels`, else the argmax of the scores (``""`` where a row is
+        not valid or not finite)."""
+        if self.labels is not None:
+            return np.asarray(self.labels, dtype=object)
+        out = np.full(len(self), "", dtype=object)
+        if not self.names:
+            return out
+        ok = np.isfinite(self.values).all(axis=1)
         if self.valid is not None:
-            df["valid"] = self.valid
-        return df
+            ok &= np.asarray(self.valid, dtype=bool)
+        out[ok] = np.asarray(self.names, dtype=object)[np.argmax(self.values[ok], axis=1)]
+        return out
+
+    # -- tables --------------------------------------------------------------------------------------
+    def _columns(self, layout: "Prediction.Layout") -> list[tuple[str, str, Any]]:
+        """``[(column, kind, values)]`` in the layout's order; kind: id, frame, time, label, valid, value, extra."""
+        named = set(layout.columns) - {"{scores}", "{extra}"}
+        rest = [k for k in self.extra if k not in named]
+        out: list[tuple[str, str, Any]] = []
+        for col in layout.columns:
+            if col == "video_id":
+                out.append((col, "id", self.video_ids))
+            elif col in ("frame", "time"):
+                arr = self.frames if col == "frame" else self.times
+                if arr is not None:
+                    out.append((col, col, arr))
+            elif col == layout.label:
+                if self.classification:
+                    out.append((col, "label", self.predicted_labels()))
+            elif col == layout.valid:
+                out.append((col, "valid", np.ones(len(self), bool) if self.valid is None else self.valid))
+            elif col == "{scores}":
+                prefix = layout.prefix if self.classification else ""
+                out += [(prefix + n, "value", self.values[:, j]) for j, n in enumerate(self.names)]
+            elif col == "{extra}":
+                out += [(k, "extra", self.extra[k]) for k in rest]
+            elif col in self.extra:
+                out.append((col, "extra", self.extra[col]))
+            else:
+                raise ValueError(f"Prediction: the layout names a column {col!r} that this prediction does not have "
+                                 f"(extra columns: {list(self.extra)})")
+        if rest and "{extra}" not in layout.columns:
+            raise ValueError(f"Prediction: extra column(s) {rest} have no place in the layout {layout.columns}")
+        return out
+
+    def to_frame(self, layout: "Prediction.Layout | None" = None):  # -> pandas.DataFrame
+        """The table as a DataFrame with typed columns (ids str, frames int, numbers float), in layout order."""
+        import pandas as pd  # heavy: only when a table is made
+
+        cols = self._columns(layout or Prediction.RUN)
+        df = pd.DataFrame({name: np.asarray(v) for name, _, v in cols}, columns=[name for name, _, _ in cols])
+        return df.astype({name: object for name, kind, _ in cols if kind in ("id", "label")})
+
+    def write(self, path: str | Path, layout: "Prediction.Layout | None" = None) -> Path:
+        """Write the table as CSV (parent folders made), numbers formatted as the layout says."""
+        import pandas as pd  # heavy: only when a table is written
+
+        layout = layout or Prediction.RUN
+        cells: dict[str, list[str]] = {}
+        for name, kind, v in self._columns(layout):
+            digits = layout.time_decimals if kind == "time" else layout.decimals
+            cells[name] = [Prediction._cell(x, kind, digits) for x in v]
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pd.DataFrame(cells, columns=list(cells), dtype=object).to_csv(path, index=False,
+                                                                      lineterminator=layout.lineterminator)
+        return path
+
+    @classmethod
+    def from_frame(cls, df, layout: "Prediction.Layout | None" = None, *, names: list[str] | None = None,
+                   classification: bool | None = None) -> "Prediction":
+        """Read a table (as :meth:`to_frame` or a CSV gives it) back.
+
+        Args:
+            df: the table.
+            layout: which columns mean what (default :attr:`RUN`).
+            names: the target / class names (default: the score columns found: ``prefix*`` columns for
+                classification, else every column the layout does not name).
+            classification: default: whether the label column (or a ``prefix*`` column) is there.
+
+        Raises:
+            ValueError: no ``video_id`` column, or a named score column is missing.
+        """
+        layout = layout or Prediction.RUN
+        cols = [str(c) for c in df.columns]
+        if "video_id" not in cols:
+            raise ValueError(f"prediction table without a video_id column; found {cols}")
+        has_label = layout.label in cols
+        if classification is None:
+            classification = has_label or bool(layout.prefix and any(c.startswith(layout.prefix) for c in cols))
+        reserved = {"video_id", "frame", "time", layout.label, layout.valid}
+        named = set(layout.columns) - {"{scores}", "{extra}"} - reserved
+        prefix = layout.prefix if classification else ""
+        if names is not None:
+            score_cols = [prefix + n for n in names]
+            missing = [c for c in score_cols if c not in cols]
+            if missing:
+                raise ValueError(f"prediction table: score column(s) {missing} missing; found {cols}")
+        elif classification and prefix:
+            score_cols = [c for c in cols if c.startswith(prefix) and c not in reserved]
+        else:
+            score_cols = [c for c in cols if c not in reserved and c not in named]
+        vals = df[score_cols].to_numpy(np.float64) if score_cols else np.zeros((len(df), 0))
+        labels = None
+        if classification and has_label:
+            labels = df[layout.label].astype(object).where(df[layout.label].notna(), "").astype(str).to_numpy(object)
+        valid = None
+        if layout.valid in cols:
+            v = df[layout.valid]
+            valid = (v.fillna(False).astype(bool).to_numpy() if v.dtype == bool or v.dtype.kind in "iuf"
+                     else v.astype(str).str.strip().str.lower().isin(("true", "1", "1.0")).to_numpy())
+        extra = {c: df[c].to_numpy() for c in cols if c not in reserved and c not in score_cols}
+        return cls(values=vals, names=[c[len(prefix):] for c in score_cols], video_ids=list(df["video_id"]),
+                   times=df["time"].to_numpy(np.float64) if "time" in cols else None, valid=valid,
+                   frames=df["frame"].to_numpy(np.int64) if "frame" in cols else None,
+                   classification=classification, labels=labels, extra=extra)
+
+    @classmethod
+    def read(cls, path: str | Path, layout: "Prediction.Layout | None" = None, *, names: list[str] | None = None,
+             classification: bool | None = None) -> "Prediction":
+        """Read a CSV written by :meth:`write` (or by hand in the same layout); see :meth:`from_frame`."""
+        import pandas as pd  # heavy: only when a table is read
+
+        layout = layout or Prediction.RUN
+        return cls.from_frame(pd.read_csv(path, dtype={"video_id": str, layout.label: str}), layout, names=names,
+                              classification=classification)
+
+    # -- several predictions -------------------------------------------------------------------------
+    @classmethod
+    def concat(cls, preds: "list[Prediction]") -> "Prediction":
+        """The rows of several predictions of the same targets / classes, one after the other."""
+        if not preds:
+            raise ValueError("Prediction.concat: no predictions")
+        first = preds[0]
+        for p in preds[1:]:
+            if (p.names, p.classification, list(p.extra)) != (first.names, first.classification, list(first.extra)):
+                raise ValueError(f"Prediction.concat: names / extra columns differ: {p.names} {list(p.extra)} vs "
+                                 f"{first.names} {list(first.extra)}")
+
+        def cat(attr: str):
+            arrs = [getattr(p, attr) for p in preds]
+            if all(a is None for a in arrs):
+                return None
+            if attr in ("valid",):
+                arrs = [np.ones(len(p), bool) if a is None else a for p, a in zip(preds, arrs)]
+            if attr == "labels":
+                arrs = [p.predicted_labels() for p in preds]
+            if any(a is None for a in arrs):
+                raise ValueError(f"Prediction.concat: {attr} present in some predictions only")
+            return np.concatenate(arrs)
+
+        return cls(values=np.concatenate([p.values for p in preds]), names=list(first.names),
+                   video_ids=[v for p in preds for v in p.video_ids], times=cat("times"), valid=cat("valid"),
+                   frames=cat("frames"), classification=first.classification, labels=cat("labels"),
+                   extra={k: np.concatenate([p.extra[k] for p in preds]) for k in first.extra})
+
+    @classmethod
+    def mean(cls, preds: "list[Prediction]") -> "Prediction":
+        """The ensemble: rows matched by video id (and frame), values averaged over the predictions that have
+        the row; rows in order of first appearance, times from the first prediction that has the row.
+        Labels are re-derived (argmax of the mean scores); valid flags and extra columns are dropped."""
+        import pandas as pd  # heavy: only when predictions are combined
+
+        if not preds:
+            raise ValueError("Prediction.mean: no predictions")
+        first = preds[0]
+        frame_level = first.frames is not None
+        if any((p.frames is not None) != frame_level or p.names != first.names for p in preds):
+            raise ValueError("Prediction.mean: the predictions differ in targets / classes or in resolution")
+        keys = ["video_id", "frame"] if frame_level else ["video_id"]
+        k = len(first.names)
+
+        def table(p: "Prediction"):
+            d = {"video_id": p.video_ids, **({"frame": p.frames} if frame_level else {})}
+            d.update({f"v{j}": p.values[:, j] for j in range(k)})
+            if p.times is not None:
+                d["time"] = p.times
+            return pd.DataFrame(d)
+
+        tables = [table(p) for p in preds]
+        out = pd.concat(tables).groupby(keys, sort=False)[[f"v{j}" for j in range(k)]].mean().reset_index()
+        times = None
+        if first.times is not None:
+            t = pd.concat(tables).drop_duplicates(subset=keys)[keys + ["time"]]
+            times = out[keys].merge(t, on=keys, how="left")["time"].to_numpy(np.float64)
+        return cls(values=out[[f"v{j}" for j in range(k)]].to_numpy(np.float64), names=list(first.names),
+                   video_ids=list(out["video_id"]), times=times,
+                   frames=out["frame"].to_numpy(np.int64) if frame_level else None,
+                   classification=first.classification)
+
+    @staticmethod
+    def _cell(x: Any, kind: str, digits: int | None) -> str:
+        """One CSV cell of a prediction table."""
+        if kind in ("id", "label") or isinstance(x, str):
+            return str(x)
+        if isinstance(x, (bool, np.bool_)):
+            return str(bool(x))
+        if kind == "frame" or isinstance(x, (int, np.integer)):
+            return str(int(x))
+        x = float(x)
+        if digits is not None:
+            return f"{x:.{digits}f}"
+        return "" if x != x else repr(x)

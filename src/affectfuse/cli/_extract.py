@@ -9,6 +9,10 @@ from typing import Any
 
 import yaml
 
+from affectfuse._config import from_yaml, make_config
+from affectfuse.extraction import DEFAULT_EXTRACTORS, ExtractConfig, extract
+from affectfuse.io.inputs import list_inputs
+
 
 def _parse_value(v: str) -> Any:
     try:
@@ -30,8 +34,6 @@ def parse_sets(sets: list[str]) -> dict[str, dict[str, Any]]:
 
 
 def add_parser(sub, name: str) -> None:
-    from affectfuse.extraction import DEFAULT_EXTRACTORS
-
     p = sub.add_parser(name, help="extract features of videos into a feature store",
                        description="Decode, sample, crop faces and run feature extractors on media files. "
                                    "Re-running skips what is done; failures are recorded and reported.")
@@ -60,11 +62,6 @@ def add_parser(sub, name: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from affectfuse import extract
-    from affectfuse._config import from_yaml, make_config
-    from affectfuse.extraction import ExtractConfig
-    from affectfuse.io.inputs import list_inputs
-
     base = from_yaml(ExtractConfig, Path(args.config)) if args.config else ExtractConfig()
     over: dict[str, Any] = {k: getattr(args, k) for k in (
         "frames", "level", "frame_step", "frame_fps", "face_detector", "no_face", "face_margin", "workers",

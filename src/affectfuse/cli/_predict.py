@@ -6,6 +6,10 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
+from affectfuse.inference.offline import format_summary
+from affectfuse.inference.predictor import predict
+from affectfuse.reporting import prediction_report
+
 
 def _log(msg: str) -> None:
     print(msg, file=sys.stderr)
@@ -38,46 +42,31 @@ def _predict_conf(p):
 
 
 def _predict_run(args) -> int:
-    if args.run_dir is None:
-        return _predict_offline(args)
-    given = [f"--{o}" for o in _OFFLINE_ONLY if getattr(args, o) not in (None, False)]
-    if given:
-        raise ValueError(f"{', '.join(given)} apply to the offline default (predict without --run); "
-                         "with --run the predictions go to --out only")
-    from affectfuse.inference.predictor import predict_videos
 
-    _, report = predict_videos(args.videos, args.run_dir, args.out, features=args.features, workers=args.workers,
-                               progress=not args.quiet, log=_log)
-    if report.failed or report.warnings:
-        print(report.text())
-    return 1 if report.failed else 0
-
-
-def _predict_offline(args) -> int:
-    if args.features:
+    offline = args.run_dir is None
+    if offline and args.features:
         raise ValueError("--features applies to predicting with a trained run (--run RUN); the offline default "
                          "keeps no feature store")
-    from affectfuse.inference.offline import format_summary, predict_offline, write_outputs
-
-    fps = 5.0 if args.fps is None else args.fps
-    frames, summary, failures = predict_offline(args.videos, fps=fps, workers=args.workers,
-                                                progress=not args.quiet)
-    written = write_outputs(frames, summary, failures, args.out, json_out=args.json, fps=fps)
-    if args.report:
-        from affectfuse.reporting import prediction_report
-
-        from affectfuse.inference.offline import OFFLINE_CLASSES
-
-        written.append(prediction_report(frames, Path(args.report), summary=summary,
-                                         title="affectfuse predict: facial expressions (offline default)",
-                                         value_columns=list(OFFLINE_CLASSES)))
-    if len(summary):
-        print(format_summary(summary))
-    for f in failures:
+    if not offline:
+        given = [f"--{o}" for o in _OFFLINE_ONLY if getattr(args, o) not in (None, False)]
+        if given:
+            raise ValueError(f"{', '.join(given)} apply to the offline default (predict without --run); "
+                             "with --run the predictions go to --out only")
+    kw = {"json": args.json, "fps": 5.0 if args.fps is None else args.fps} if offline else {"features": args.features}
+    res = predict(args.videos, args.run_dir, out=args.out, workers=args.workers, progress=not args.quiet, log=_log, **kw)
+    if offline and args.report:
+        res.written.append(prediction_report(res.prediction.to_frame(res.prediction.FRAME_TABLE), Path(args.report),
+                                             summary=res.summary, value_columns=list(res.prediction.names),
+                                             title="affectfuse predict: facial expressions (offline default)"))
+    if offline and len(res.summary):
+        print(format_summary(res.summary))
+    for f in res.failures:
         print(f"FAILED {f.video_id}: {f.message}", file=sys.stderr)
-    _log(f"scored {len(summary)} video(s) ({len(frames)} frames), {len(failures)} failed; wrote "
-         + ", ".join(str(w) for w in written))
-    return 1 if failures else 0
+    rows = len(res.prediction)
+    scored = len(res.summary) if res.summary is not None else len(set(res.prediction.video_ids))
+    _log(f"scored {scored} video(s) ({rows} rows), {len(res.failures)} failed; wrote "
+         + ", ".join(str(w) for w in res.written))
+    return 1 if res.failures else 0
 
 
 predict_cmd = SimpleNamespace(add_parser=lambda sub, name: _add(sub, name, "predict emotions of videos", _predict_conf,

@@ -6,6 +6,8 @@ import argparse
 from pathlib import Path
 from types import SimpleNamespace
 
+from affectfuse.reporting import report
+
 
 def _report_conf(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir", metavar="RUN", help="run folder written by `affectfuse train` (or --seeds)")
@@ -13,8 +15,6 @@ def _report_conf(p: argparse.ArgumentParser) -> None:
 
 
 def _report_run(args: argparse.Namespace) -> int:
-    from affectfuse.reporting import report
-
     files = report(args.run_dir, args.out)
     index = files[-1]
     pngs = sum(1 for f in files if Path(f).suffix == ".png")

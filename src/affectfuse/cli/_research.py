@@ -14,6 +14,14 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+from affectfuse._config import from_yaml, make_config
+from affectfuse.cli._train import resolve_modalities
+from affectfuse.features.importers import import_features
+from affectfuse.features.store import FeatureStore
+from affectfuse.training import TrainConfig
+from affectfuse.training.ablate import ablate
+from affectfuse.training.kfold import kfold
+
 
 def _log(msg: str) -> None:
     print(msg, file=sys.stderr)
@@ -42,9 +50,6 @@ def _import_conf(p: argparse.ArgumentParser) -> None:
 
 
 def _import_run(args: argparse.Namespace) -> int:
-    from affectfuse.features.importers import import_features
-    from affectfuse.features.store import FeatureStore
-
     store = FeatureStore(args.out, dtype="float16" if args.float16 else "float32")
     tcol = None if str(args.time_column).lower() == "none" else args.time_column
     rep = import_features(args.src, modality=args.modality, store=store, name=args.name, time_column=tcol,
@@ -76,11 +81,6 @@ def _exp_conf(p: argparse.ArgumentParser) -> None:
 
 
 def _base_config(args: argparse.Namespace, extra: dict[str, Any] | None = None):
-    from affectfuse._config import from_yaml, make_config
-    from affectfuse.cli._train import resolve_modalities
-    from affectfuse.features.store import FeatureStore
-    from affectfuse.training import TrainConfig
-
     base = from_yaml(TrainConfig, Path(args.config)) if args.config else TrainConfig()
     store = FeatureStore(args.features, create=False)
     over: dict[str, Any] = {"task": args.task, **(extra or {})}
@@ -106,8 +106,6 @@ def _ablate_conf(p: argparse.ArgumentParser) -> None:
 
 
 def _ablate_run(args: argparse.Namespace) -> int:
-    from affectfuse.training.ablate import ablate
-
     cfg, store = _base_config(args)
     _log(f"ablation of {list(cfg.modalities)} with {cfg.model} on {cfg.task} -> {args.out}")
     ablate(args.labels, store, cfg, args.out, modalities=dict(cfg.modalities), seeds=_ints(args.seeds, "--seeds"),
@@ -131,8 +129,6 @@ def _cv_conf(p: argparse.ArgumentParser) -> None:
 
 
 def _cv_run(args: argparse.Namespace) -> int:
-    from affectfuse.training.kfold import kfold
-
     cfg, store = _base_config(args, {"seed": args.seed} if args.seed is not None else None)
     pool = tuple(s.strip() for s in args.pool.split(",") if s.strip())
     _log(f"{args.folds}-fold cross validation of {cfg.model} on {cfg.task}, pooling {pool} -> {args.out}")

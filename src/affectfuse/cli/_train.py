@@ -1,4 +1,4 @@
-"""``affectfuse train``, ``evaluate`` and ``predict``."""
+"""``affectfuse train`` and ``evaluate``."""
 
 from __future__ import annotations
 
@@ -8,6 +8,12 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
+
+from affectfuse._config import from_yaml, make_config
+from affectfuse.data.raw import RAW_MODALITIES
+from affectfuse.features.store import FeatureStore
+from affectfuse.training import TrainConfig, evaluate, train
+from affectfuse.training.multi import train_seeds
 
 
 def resolve_modalities(store, spec: str | None) -> dict[str, str]:
@@ -71,12 +77,6 @@ def _train_conf(p: argparse.ArgumentParser) -> None:
 
 
 def _train_run(args: argparse.Namespace) -> int:
-    from affectfuse._config import from_yaml, make_config
-    from affectfuse.features.store import FeatureStore
-    from affectfuse.training import TrainConfig, train
-
-    from affectfuse.data.raw import RAW_MODALITIES
-
     base = from_yaml(TrainConfig, Path(args.config)) if args.config else TrainConfig()
     over: dict[str, Any] = {"task": args.task}
     raw_mods = [m.strip() for m in (args.modalities or "").split(",") if m.strip()]
@@ -97,8 +97,6 @@ def _train_run(args: argparse.Namespace) -> int:
     cfg = make_config(TrainConfig, over, base=base)
     print(f"training {cfg.model} on {cfg.task} with modalities {cfg.modalities} -> {args.out}", file=sys.stderr)
     if args.seeds:
-        from affectfuse.training.multi import train_seeds
-
         seeds = [int(s) for s in args.seeds.split(",")]
         summary = train_seeds(args.labels, store, cfg, args.out, seeds=seeds, videos=args.videos,
                               progress=not args.quiet, log=_log)
@@ -128,8 +126,6 @@ def _eval_conf(p):
 
 
 def _eval_run(args) -> int:
-    from affectfuse.training import evaluate
-
     m = evaluate(args.run_dir, split=args.split, labels=args.labels, store=args.features)
     print(json.dumps({args.split: m}, indent=1))
     return 0

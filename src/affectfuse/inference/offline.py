@@ -66,7 +66,7 @@ from affectfuse.extractors.face.faceapi import EXPRESSIONS
 from affectfuse.features.store import FeatureStore
 from affectfuse.io.inputs import list_inputs
 from affectfuse.tasks.spec import EXPR_CLASSES
-from affectfuse.types import FeatureSet
+from affectfuse.types import FeatureSet, Prediction
 
 __all__ = [
     "FACEAPI_TO_ABAW",
@@ -76,6 +76,7 @@ __all__ = [
     "Failure",
     "offline_config",
     "predict_offline",
+    "frame_prediction",
     "frame_table",
     "summarize",
     "format_summary",
@@ -155,11 +156,11 @@ def offline_config(*, fps: float = 5.0, window: int = 64, detector: str = "defau
                          workers=0 if workers == 1 else int(workers), batch_rows=int(window)).validate()
 
 
-def frame_table(fs: FeatureSet) -> pd.DataFrame:
-    """The per-frame table (:data:`FRAME_COLUMNS`) of one video's stored face-api probabilities.
+def frame_prediction(fs: FeatureSet) -> Prediction:
+    """One video's stored face-api probabilities as a per-frame :class:`~affectfuse.types.Prediction`.
 
-    A row has a face when it was decoded and a face was found (``valid``); elsewhere box, score and
-    probabilities are NaN and ``dominant`` is ``""``. Boxes are in the video's own pixels.
+    A row has a face (``valid``) when it was decoded and a face was found; elsewhere box, score and
+    probabilities are NaN and the label is ``""``. Boxes are in the video's own pixels.
     """
     n = len(fs)
     face = np.asarray(fs.valid, bool).copy()
@@ -170,20 +171,15 @@ def frame_table(fs: FeatureSet) -> pd.DataFrame:
     scores[~face] = np.nan
     probs = np.full((n, len(OFFLINE_CLASSES)), np.nan)  # (n, 7)
     probs[face] = fs.values[face][:, _column_order()].astype(np.float64)
-    dom = np.full(n, "", dtype=object)
-    if face.any():
-        dom[face] = np.asarray(OFFLINE_CLASSES, dtype=object)[np.argmax(probs[face], axis=1)]
-    df = pd.DataFrame({
-        "video_id": fs.video_id,
-        "frame": np.asarray(fs.indices, np.int64),
-        "time": np.asarray(fs.times, np.float64),
-        "face": face,
-        **{f"box_{k}": boxes[:, i] for i, k in enumerate(("x1", "y1", "x2", "y2"))},
-        "face_score": scores,
-        **{c: probs[:, j] for j, c in enumerate(OFFLINE_CLASSES)},
-        "dominant": dom,
-    })
-    return df[list(FRAME_COLUMNS)]
+    extra = {f"box_{k}": boxes[:, i] for i, k in enumerate(("x1", "y1", "x2", "y2"))}
+    return Prediction(values=probs, names=list(OFFLINE_CLASSES), video_ids=[fs.video_id] * n,
+                      times=np.asarray(fs.times, np.float64), valid=face, frames=np.asarray(fs.indices, np.int64),
+                      classification=True, extra={**extra, "face_score": scores})
+
+
+def frame_table(fs: FeatureSet) -> pd.DataFrame:
+    """The per-frame table (:data:`FRAME_COLUMNS`) of one video (see :func:`frame_prediction`)."""
+    return frame_prediction(fs).to_frame(Prediction.FRAME_TABLE)[list(FRAME_COLUMNS)]
 
 
 def summarize(frames, video_id: str, *, path: str = "", duration: float = float("nan")) -> dict[str, Any]:
@@ -349,7 +345,8 @@ def write_outputs(frames_df, summary_df, failures: Sequence[Failure], out_csv: s
     base = out_csv.with_suffix("") if out_csv.suffix.lower() == ".csv" else out_csv
     summary_csv = base.with_name(base.name + ".summary.csv")
     written = []
-    frames_df.to_csv(out_csv, index=False)
+    table = Prediction.from_frame(frames_df, Prediction.FRAME_TABLE, names=list(OFFLINE_CLASSES), classification=True)
+    table.write(out_csv, Prediction.FRAME_TABLE)
     written.append(out_csv)
     summary_df.to_csv(summary_csv, index=False)
     written.append(summary_csv)

@@ -1,4 +1,9 @@
-"""Predictions on new videos with a trained run: decode → extract (as in training) → model → CSV.
+"""Predictions on new videos: ``predict(videos, run=None)``, the public entry of ``affectfuse predict``.
+
+Without a run it is the offline default (:mod:`affectfuse.inference.offline`: face-api expression
+probabilities per sampled frame and a summary per video); with a run, :func:`predict_videos`: decode →
+extract (as in training) → model → the run's recorded post-processing. Either way the result is one
+:class:`~affectfuse.types.Prediction` plus the inputs that could not be scored.
 
 The run records, per modality, the store key it was trained on and the identity of the extractor that made
 it: the extractor's name, the keyword arguments it was created with and the sampling of its input (frames,
@@ -10,17 +15,20 @@ mismatch (another extractor version, other parameters) is an error, never silent
 from __future__ import annotations
 
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
-import numpy as np
+import pandas as pd
 
-from affectfuse.data.dataset import FeatureDataset
+from affectfuse.extraction import ExtractConfig, ExtractReport, extract
 from affectfuse.features.store import FeatureStore
-from affectfuse.pipeline import ExtractConfig, ExtractReport, extract, list_inputs
-from affectfuse.training.loop import Run, _smooth, _write_predictions, load_run, predict_dataset
+from affectfuse.inference.offline import OFFLINE_CLASSES, Failure, format_summary, predict_offline, write_outputs
+from affectfuse.inference.run import Run, load_run, score_dataset
+from affectfuse.io.inputs import list_inputs
+from affectfuse.types import Prediction
 
-__all__ = ["predict_videos", "extraction_plan"]
+__all__ = ["predict", "PredictResult", "predict_videos", "extraction_plan"]
 
 
 def extraction_plan(run: Run) -> list[tuple[ExtractConfig, dict[str, str]]]:
@@ -76,37 +84,32 @@ def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def predict_videos(videos: Iterable[str | Path], run: str | Path | Run, out_csv: str | Path, *,
+def predict_videos(videos: Iterable[str | Path], run: str | Path | Run, out_csv: str | Path | None = None, *,
                    features: str | Path | None = None, workers: int = 1, progress: bool = True,
-                   log=print) -> tuple[dict[str, Any], ExtractReport]:
+                   log=print) -> tuple[Prediction, ExtractReport]:
     """Predict with a trained run on media files; writes a CSV (per clip, or per frame for frame tasks).
 
     Args:
         videos: files, folders or lists (as ``affectfuse extract``).
         run: a run folder or a loaded :class:`Run`.
-        out_csv: the predictions file.
+        out_csv: the predictions file (None: not written).
         features: a feature store to extract into and reuse (default: a temporary one).
         workers: decoding processes.
 
     Returns:
-        (the prediction arrays, the extraction report). Videos that could not be read are listed in the
-        report and have no rows.
+        (the :class:`~affectfuse.types.Prediction`, post-processed as the run records, also written to
+        ``out_csv`` in the :attr:`Prediction.RUN` layout; the extraction report). Videos that could not be read
+        are listed in the report and have no rows.
     """
     run = run if isinstance(run, Run) else load_run(run)
     pairs = list_inputs(list(videos))
     if run.is_raw:  # end-to-end model: frames and audio decoded per clip, no feature extraction
-        from affectfuse.training.loop import _raw_dataset
-
-        ds = _raw_dataset(run.config, None, dict(pairs), run.model, None, task=run.task,
-                          video_ids=[v for v, _ in pairs])
+        ds = run.dataset(None, None, videos=dict(pairs), video_ids=[v for v, _ in pairs])
         report = ExtractReport()
         for line in ds.report:
             vid = line.split(":", 1)[0]
             report.failed.append((vid, "raw", line))
-        res = predict_dataset(run.model, ds, act=run.activation)
-        _write_predictions(Path(out_csv), run.task, res)
-        log(f"wrote {len(res['preds'])} prediction rows for {len(ds)} video(s) to {out_csv}")
-        return res, report
+        return _write(run, ds, out_csv, log), report
     tmp = None
     if features is None:
         tmp = tempfile.TemporaryDirectory(prefix="affectfuse-predict-")
@@ -129,16 +132,87 @@ def predict_videos(videos: Iterable[str | Path], run: str | Path | Run, out_csv:
         ok = [v for v, _ in pairs if any(store.has(v, k) for k in keys.values())]
         if not ok:
             raise ValueError("no video could be processed:\n" + report.text())
-        ds = FeatureDataset(store, None, None, keys, video_ids=ok, task=run.task, seq_len=run.config.seq_len,
-                            standardizer=run.standardizer)
-        res = predict_dataset(run.model, ds, act=run.activation)
-        _smooth(res, run.config.smoothing, run.task)
-        _write_predictions(Path(out_csv), run.task, res)
-        log(f"wrote {len(res['preds'])} prediction rows for {len(ok)} video(s) to {out_csv}")
-        return res, report
+        return _write(run, run.dataset(None, None, store=store, video_ids=ok), out_csv, log), report
     finally:
         if tmp is not None:
             store.close()
             tmp.cleanup()
 
 
+def _write(run: Run, ds, out_csv: str | Path, log) -> Prediction:
+    pred, _ = score_dataset(run.model, ds, run.postprocess)
+    if out_csv is not None:
+        pred.write(out_csv, Prediction.RUN)
+        log(f"wrote {len(pred)} prediction rows for {len(ds.video_ids)} video(s) to {out_csv}")
+    return pred
+
+
+@dataclass
+class PredictResult:
+    """What :func:`predict` gives.
+
+    Attributes:
+        prediction: the offline default's per-frame expression table (:attr:`Prediction.FRAME_TABLE`), or the
+            run's predictions (one row per clip, or per frame for frame-level tasks; :attr:`Prediction.RUN`).
+        failures: inputs that could not be scored, each with a message naming the file.
+        summary: offline default: one row per video (``offline.SUMMARY_COLUMNS``); None with a run.
+        written: the files written (``out=`` given).
+    """
+
+    prediction: Prediction
+    failures: list[Failure] = field(default_factory=list)
+    summary: pd.DataFrame | None = None
+    written: list[Path] = field(default_factory=list)
+
+    def text(self) -> str:
+        """A few human-readable lines: one per video (offline default) or a count, then the failures."""
+        lines = [format_summary(self.summary)] if self.summary is not None and len(self.summary) else []
+        if self.summary is None:
+            lines.append(f"{len(self.prediction)} prediction rows for {len(set(self.prediction.video_ids))} video(s)")
+        lines += [f"FAILED {f.video_id}: {f.message}" for f in self.failures]
+        return "\n".join(lines)
+
+
+def predict(videos: Iterable[str | Path] | str | Path, run: str | Path | Run | None = None, *,
+            out: str | Path | None = None, json: bool = False, features: str | Path | None = None, workers: int = 1,
+            fps: float = 5.0, progress: bool = True, log: Callable[[str], Any] = lambda *_: None,
+            **offline: Any) -> PredictResult:
+    """Score media files with a trained run, or with the offline default when ``run`` is None.
+
+    Args:
+        videos: files, folders (searched recursively) or CSV / .txt lists.
+        run: a run folder (``affectfuse train --out``) or a loaded :class:`~affectfuse.inference.run.Run`.
+        out: write the predictions to this CSV (offline default: also ``<stem>.summary.csv``).
+        json: offline default: also write ``<stem>.json`` (per video: summary and frames).
+        features: a feature store to extract into and keep (default: a temporary one).
+        workers: processes that decode and detect faces (offline default: 1 = this process).
+        fps: offline default: sampled frames per second.
+        progress: progress bars on a terminal.
+        log: where progress lines go.
+        **offline: offline default only: ``window``, ``detector``, ``margin``, ``max_side``
+            (see :func:`~affectfuse.inference.offline.predict_offline`).
+
+    Returns:
+        a :class:`PredictResult`.
+
+    Raises:
+        ValueError: bad parameters, or (with a run) no video could be processed.
+    """
+    if run is None:
+        frames, summary, failures = predict_offline(videos, fps=fps, workers=workers, progress=progress,
+                                                    features=features, **offline)
+        pred = Prediction.from_frame(frames, Prediction.FRAME_TABLE, names=list(OFFLINE_CLASSES), classification=True)
+        written = write_outputs(frames, summary, failures, out, json_out=json, fps=fps) if out is not None else []
+        return PredictResult(pred, failures, summary, written)
+    if offline or json:
+        raise ValueError(f"{', '.join(sorted(offline) + (['json'] if json else []))} apply to the offline default "
+                         "(predict without a run)")
+    videos = [videos] if isinstance(videos, (str, Path)) else list(videos)
+    paths = dict(list_inputs(videos))
+    pred, report = predict_videos(videos, run, out, features=features, workers=workers, progress=progress, log=log)
+    failures, seen = [], set()
+    for vid, _, msg in report.failed:
+        if vid not in seen:
+            seen.add(vid)
+            failures.append(Failure(vid, str(paths.get(vid, "")), msg))
+    return PredictResult(pred, failures, None, [Path(out)] if out is not None else [])

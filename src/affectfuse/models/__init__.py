@@ -10,6 +10,7 @@ import pkgutil
 from typing import Any
 
 from affectfuse._registry import MODELS
+from affectfuse.models._info import config_class
 from affectfuse.models.base import FusionModel
 from affectfuse.tasks.spec import TaskSpec, get_task
 
@@ -38,4 +39,4 @@ def list_models(pattern: str = "*") -> list[str]:
 
 _import_all()
 
-__all__ = ["create_model", "list_models", "FusionModel"]
+__all__ = ["create_model", "list_models", "config_class", "FusionModel"]

@@ -6,14 +6,18 @@ paper-sized ViPER (≈270 M parameters) is described instantly.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
+import typing
 from typing import Any
 
 import torch
 
 from affectfuse._config import to_dict
+from affectfuse._registry import MODELS
+from affectfuse.tasks.spec import get_task
 
-__all__ = ["model_info", "default_input_dims", "takes_raw_inputs", "PAPER_INPUT_DIMS"]
+__all__ = ["model_info", "default_input_dims", "takes_raw_inputs", "config_class", "PAPER_INPUT_DIMS"]
 
 # Input widths of the papers' feature sets, used when ``input_dims`` is not given. A model module may
 # override them by defining its own ``PAPER_INPUT_DIMS`` dict.
@@ -33,10 +37,29 @@ def takes_raw_inputs(name: str) -> bool:
 
     Convention: the module of such a model defines ``RAW_MODALITIES`` (name → channel count).
     """
-    from affectfuse._registry import MODELS
-
     module = sys.modules.get(getattr(MODELS.get(name), "__module__", ""), None)
     return bool(getattr(module, "RAW_MODALITIES", None))
+
+
+def config_class(name: str) -> type:
+    """The config dataclass a registered model is built with, found without building the model.
+
+    Read from annotations, by the convention every model module follows: the registered factory's return
+    annotation is the model class, whose ``__init__`` takes ``config: <its config class>``. Training uses it to
+    decide overrides (e.g. ``backbone_lr_scale``) before the one call to ``create_model``.
+
+    Raises:
+        TypeError: the factory or the model class does not carry those annotations.
+    """
+    factory = MODELS.get(name)
+    model_cls = typing.get_type_hints(factory).get("return")
+    init = getattr(model_cls, "__init__", None)
+    cfg = typing.get_type_hints(init).get("config") if init is not None else None
+    if not (isinstance(cfg, type) and dataclasses.is_dataclass(cfg)):
+        raise TypeError(f"model {name!r}: cannot tell its config class: the factory must be annotated "
+                        f"'-> ModelClass' and ModelClass.__init__ must take 'config: ConfigClass' (got {model_cls!r}, "
+                        f"{cfg!r})")
+    return cfg
 
 
 def _family(name: str) -> str:
@@ -45,8 +68,6 @@ def _family(name: str) -> str:
 
 def default_input_dims(name: str) -> dict[str, int]:
     """Input widths used by :func:`model_info` when none are given."""
-    from affectfuse._registry import MODELS
-
     fam = _family(name)
     module = sys.modules.get(getattr(MODELS.get(name), "__module__", ""), None)
     raw = getattr(module, "RAW_MODALITIES", None)  # end-to-end models name raw inputs and channel counts
@@ -73,8 +94,6 @@ def model_info(name: str, task: str = "reaction", input_dims: dict[str, int] | N
         ``{"name", "class", "module", "task", "input_dims", "params", "trainable_params", "config",
         "config_type"}`` with ``config`` the config as a plain dict (YAML-ready).
     """
-    from affectfuse.models import create_model
-
     dims = dict(input_dims) if input_dims is not None else default_input_dims(name)
     note = None
     over: dict = {}
@@ -82,9 +101,9 @@ def model_info(name: str, task: str = "reaction", input_dims: dict[str, int] | N
         try:
             try:
                 with torch.device("meta"):
-                    model = create_model(name, task=task, input_dims=dims, **over)
+                    model = MODELS.create(name, task=get_task(task), input_dims=dims, **over)
             except RuntimeError:  # e.g. a backbone loaded with from_pretrained cannot be built on "meta"
-                model = create_model(name, task=task, input_dims=dims, **over)
+                model = MODELS.create(name, task=get_task(task), input_dims=dims, **over)
             break
         except OSError:
             # a hub backbone that is not in the local cache (offline): count the same architecture from its

@@ -4,18 +4,15 @@
   confusion matrices (``affectfuse report RUN``);
 * :func:`prediction_report` — predictions on new videos: a timeline per video with no-face stretches shaded.
 
+Modules: :mod:`~affectfuse.reporting.html` (the page builder), :mod:`~affectfuse.reporting.run_data` (a run
+folder read for a report, predictions matched to the truth), :mod:`~affectfuse.reporting.run_report`,
+:mod:`~affectfuse.reporting.prediction_report`, :mod:`~affectfuse.reporting.plots` (the figures).
 matplotlib (extra ``report``) is imported only when a figure is drawn.
 """
 
-from affectfuse.reporting.html import (
-    RunData,
-    class_pairs,
-    merge_truth,
-    prediction_report,
-    read_run,
-    report,
-    split_confusion,
-)
+from affectfuse.reporting.prediction_report import prediction_report
+from affectfuse.reporting.run_data import RunData, class_pairs, merge_truth, read_run, split_confusion
+from affectfuse.reporting.run_report import report
 from affectfuse.reporting.plots import confusion_matrix, normalize_rows, per_class_f1
 
 __all__ = [

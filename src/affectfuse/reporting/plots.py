@@ -20,6 +20,8 @@ from typing import Sequence
 
 import numpy as np
 
+from affectfuse.tasks.metrics import pearson
+
 __all__ = [
     "confusion_matrix",
     "normalize_rows",
@@ -260,8 +262,6 @@ def plot_scatter_grid(y_true: np.ndarray, y_pred: np.ndarray, names: Sequence[st
     Shape:
         y_true ``(N, K)``, y_pred ``(N, K)`` with K = len(names).
     """
-    from affectfuse.tasks.metrics import pearson
-
     t = np.asarray(y_true, dtype=np.float64)
     p = np.asarray(y_pred, dtype=np.float64)
     if t.shape != p.shape or t.ndim != 2 or t.shape[1] != len(names):

@@ -29,6 +29,11 @@ Losses (the ``LOSSES`` registry):
   ``weight``;
 * ``focal`` — ``-alpha_t (1 - p_t)^gamma log p_t`` (ABAW5 expression, eq. 9), ``gamma`` 2, ``alpha`` None,
   a float (same for every class) or one weight per class.
+
+Each loss says what the model's outputs mean once trained with it: its ``activation`` (``"none"``: the raw
+outputs are the predictions; ``"sigmoid"``: ``mse_ce`` trains ``sigmoid(preds)``; ``"softmax"``: logits of the
+classification losses). Training and inference turn outputs into predictions with it
+(:class:`affectfuse.tasks.postprocess.PostProcess`) and never look at a loss's name.
 """
 
 from __future__ import annotations
@@ -148,6 +153,7 @@ class MSELoss:
     """Mean over targets of the per-target MSE on raw predictions (ViPER)."""
 
     name = "mse"
+    activation = "none"
 
     def __init__(self, task: TaskSpec) -> None:
         self.task = task
@@ -165,6 +171,7 @@ class CCCLoss:
     """
 
     name = "ccc"
+    activation = "none"
 
     def __init__(self, task: TaskSpec, eps: float = 1e-8) -> None:
         self.task, self.eps = task, float(eps)
@@ -188,6 +195,7 @@ class MSECELoss:
     """
 
     name = "mse_ce"
+    activation = "sigmoid"
 
     def __init__(self, task: TaskSpec, ce_weight: float = 0.01, ce_target: str = "argmax") -> None:
         if ce_target not in ("argmax", "authors"):
@@ -227,6 +235,7 @@ class CrossEntropyLoss:
     """
 
     name = "cross_entropy"
+    activation = "softmax"
 
     def __init__(self, task: TaskSpec, label_smoothing: float = 0.0, weight: Sequence[float] | None = None) -> None:
         self.task, self.label_smoothing = task, float(label_smoothing)
@@ -251,6 +260,7 @@ class FocalLoss:
     """
 
     name = "focal"
+    activation = "softmax"
 
     def __init__(self, task: TaskSpec, gamma: float = 2.0, alpha: float | Sequence[float] | None = None) -> None:
         self.task, self.gamma = task, float(gamma)

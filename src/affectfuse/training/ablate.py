@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import json
 import math
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -24,10 +23,11 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from affectfuse._config import from_yaml, to_dict
+from affectfuse._config import to_dict
 from affectfuse.data.labels import Labels, load_labels
+from affectfuse.inference.run_folder import RunFolder
+from affectfuse.inference.train_config import TrainConfig
 from affectfuse.tasks.spec import TaskSpec, get_task
-from affectfuse.training.config import TrainConfig
 from affectfuse.training.loop import train
 
 __all__ = ["ablate", "combinations", "main_metric", "finished_metrics", "train_or_reuse", "to_markdown", "CHECK", "NO_CHECK"]
@@ -62,11 +62,12 @@ def main_metric(task: TaskSpec, cfg: TrainConfig) -> tuple[str, bool]:
 
 def finished_metrics(run: Path, cfg: TrainConfig) -> dict[str, dict[str, float]] | None:
     """The metrics of a finished run made with ``cfg`` (None when the run is missing, unfinished or differs)."""
-    if not (run / "metrics.json").exists() or not (run / "config.yaml").exists():
+    folder = RunFolder(run)
+    if not folder.has(folder.METRICS) or not folder.has(folder.CONFIG):
         return None
-    if to_dict(from_yaml(TrainConfig, run / "config.yaml")) != to_dict(cfg):
+    if to_dict(folder.read_config()) != to_dict(cfg):
         return None
-    return json.loads((run / "metrics.json").read_text())
+    return folder.read_metrics()
 
 
 def train_or_reuse(labels, store, cfg: TrainConfig, run: Path, *, progress: bool, log: Callable[[str], Any]
@@ -137,7 +138,7 @@ def ablate(labels: Labels | str | Path, store, base: TrainConfig, out: str | Pat
         if len(seeds) > 1:
             summary = {"seeds": seeds, "per_seed": {str(s): m for s, m in per.items()},
                        "mean": _agg(per, np.mean), "std": _agg(per, np.std)}
-            (out / tag / "metrics.json").write_text(json.dumps(summary, indent=1))
+            RunFolder(out / tag).write_metrics(summary)
         rows.append(row)
     cols = ["modalities", *names, f"dev_{metric}", f"test_{metric}", "seeds", f"dev_{metric}_std",
             f"test_{metric}_std"]

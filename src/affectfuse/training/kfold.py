@@ -20,18 +20,21 @@ Finished fold runs are reused (resume).
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
 
-from affectfuse.data.labels import Labels, load_labels
+from affectfuse.data.labels import Labels
+from affectfuse.inference.run import labels_for
+from affectfuse.inference.run_folder import RunFolder
+from affectfuse.inference.train_config import TrainConfig
 from affectfuse.tasks.metrics import compute_metrics
 from affectfuse.tasks.spec import TaskSpec
 from affectfuse.training.ablate import train_or_reuse
-from affectfuse.training.config import TrainConfig
+from affectfuse.training.truth import matched_targets
+from affectfuse.types import Prediction
 
 __all__ = ["kfold", "assign_folds", "fold_labels", "oof_metrics"]
 
@@ -61,20 +64,15 @@ def fold_labels(lab: Labels, folds: dict[str, int], i: int) -> Labels:
     return dataclasses.replace(lab, table=table, report=list(lab.report) + [f"k-fold: fold {i} as dev"])
 
 
-def _merge_targets(task: TaskSpec, lab: Labels, pred: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    keys = [c for c in ("video_id", "frame") if c in pred.columns and c in lab.table.columns]
-    table = lab.table.drop(columns=["split"]).drop_duplicates(subset=keys)
-    merged = pred.merge(table, on=keys, how="inner", suffixes=("", "_true"))
-    if len(merged) != len(pred):
-        raise ValueError(f"{len(pred) - len(merged)} out-of-fold prediction row(s) have no label row")
-    if task.is_classification:
-        return merged[[f"p_{c}" for c in task.targets]].to_numpy(float), merged["label"].to_numpy()
-    return merged[list(task.targets)].to_numpy(float), merged[[f"{c}_true" for c in task.targets]].to_numpy(float)
+def oof_metrics(task: TaskSpec, lab: Labels, pred: Prediction) -> dict[str, float]:
+    """Every metric of the task on out-of-fold predictions (rows matched to the labels by video id / frame).
 
-
-def oof_metrics(task: TaskSpec, lab: Labels, pred: pd.DataFrame) -> dict[str, float]:
-    """Every metric of the task on out-of-fold predictions (rows matched to the labels by video id / frame)."""
-    p, t = _merge_targets(task, lab, pred)
+    Raises:
+        ValueError: a prediction row has no label row.
+    """
+    p, t, unmatched = matched_targets(pred, lab)
+    if unmatched:
+        raise ValueError(f"{unmatched} out-of-fold prediction row(s) have no label row")
     return {k: float(v) for k, v in compute_metrics(task, p, t).items()}
 
 
@@ -100,7 +98,7 @@ def kfold(labels: Labels | str | Path, store, base: TrainConfig, out: str | Path
         (metric → value on the out-of-fold predictions), ``oof_videos``, ``missing`` (pooled videos without a
         prediction, e.g. no features).
     """
-    lab = labels if isinstance(labels, Labels) else load_labels(labels, None if base.task == "generic" else base.task)
+    lab = labels_for(base, labels)
     pooled = lab.video_ids(list(splits))
     folds = assign_folds(pooled, k, seed)
     out = Path(out)
@@ -116,19 +114,19 @@ def kfold(labels: Labels | str | Path, store, base: TrainConfig, out: str | Path
     assignment.to_csv(fpath, index=False)
     cfg = dataclasses.replace(base, train_split=("train",), dev_split="dev")
     per: dict[int, dict[str, dict[str, float]]] = {}
-    oof: list[pd.DataFrame] = []
+    task = lab.task
+    oof: list[Prediction] = []
     for i in range(k):
         log(f"[fold {i + 1}/{k}] {sum(f == i for f in folds.values())} held-out videos")
-        run = out / f"fold_{i}"
-        per[i] = train_or_reuse(fold_labels(lab, folds, i), store, cfg, run, progress=progress, log=log)
-        pred_file = run / "predictions" / "dev.csv"
-        if pred_file.exists():
-            p = pd.read_csv(pred_file, dtype={"video_id": str})
-            p.insert(1, "fold", i)
-            oof.append(p)
-    oof_df = pd.concat(oof, ignore_index=True) if oof else pd.DataFrame(columns=["video_id", "fold"])
-    oof_df.to_csv(out / "oof_predictions.csv", index=False)
-    task = lab.task
+        run = RunFolder(out / f"fold_{i}")
+        per[i] = train_or_reuse(fold_labels(lab, folds, i), store, cfg, run.path, progress=progress, log=log)
+        if "dev" in run.prediction_splits():
+            p = run.read_predictions("dev")
+            oof.append(dataclasses.replace(p, extra={"fold": np.full(len(p), i), **p.extra}))
+    oof_pred = Prediction.concat(oof) if oof else Prediction(
+        values=np.zeros((0, task.num_outputs)), names=list(task.targets), video_ids=[],
+        classification=task.is_classification, extra={"fold": np.zeros(0, np.int64)})
+    oof_pred.write(out / "oof_predictions.csv", Prediction.OOF)
     summary: dict[str, Any] = {
         "k": k, "seed": seed, "splits": list(splits),
         "folds": {str(i): sum(f == i for f in folds.values()) for i in range(k)},
@@ -140,11 +138,11 @@ def kfold(labels: Labels | str | Path, store, base: TrainConfig, out: str | Path
                                   for n in names}
         summary["std"][split] = {n: float(np.std([per[i][split][n] for i in per if n in per[i].get(split, {})]))
                                  for n in names}
-    summary["oof"] = oof_metrics(task, lab, oof_df) if len(oof_df) else {}
-    predicted = set(oof_df["video_id"]) if len(oof_df) else set()
+    summary["oof"] = oof_metrics(task, lab, oof_pred) if len(oof_pred) else {}
+    predicted = set(oof_pred.video_ids)
     summary["oof_videos"] = len(predicted)
     summary["missing"] = sorted(set(pooled) - predicted)
-    (out / "metrics.json").write_text(json.dumps(summary, indent=1))
+    RunFolder(out).write_metrics(summary)
     if summary["oof"]:
         first = (cfg.select_metric or task.metrics[0])
         log(f"out-of-fold {first} = {summary['oof'].get(first, float('nan')):.4f} over {len(predicted)} videos")

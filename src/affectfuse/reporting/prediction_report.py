@@ -1,0 +1,121 @@
+"""The HTML report of predictions on new videos (:func:`prediction_report`): a timeline per video with no-face
+stretches shaded, and per-video means."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from affectfuse.reporting import plots
+from affectfuse.reporting.html import Page, safe_name
+
+__all__ = ["prediction_report"]
+
+
+_NOT_SCORES = {"time", "frame", "frames", "index", "face", "valid", "row", "x", "y", "w", "h", "x0", "y0", "x1", "y1",
+               "left", "top", "right", "bottom", "width", "height", "fps", "duration"}
+
+
+def _default_value_columns(frames: pd.DataFrame) -> list[str]:
+    cols = []
+    for c in frames.columns:
+        name = str(c).lower()
+        if name in _NOT_SCORES or name.startswith(("box", "bbox", "face_")) or name == "video_id":
+            continue
+        s = frames[c]
+        if pd.api.types.is_bool_dtype(s) or not pd.api.types.is_numeric_dtype(s):
+            continue
+        cols.append(c)
+    return cols
+
+
+def _as_bool(col: pd.Series) -> np.ndarray:
+    """A face column as bool: booleans, 0 / 1, or text such as "True" / "false" (from a CSV); missing = False."""
+    if pd.api.types.is_bool_dtype(col) or pd.api.types.is_numeric_dtype(col):
+        return col.fillna(0).astype(bool).to_numpy()
+    return col.astype(str).str.strip().str.lower().isin(("true", "1", "1.0", "yes", "y", "t")).to_numpy()
+
+
+def prediction_report(frames: pd.DataFrame, out_dir, *, summary: pd.DataFrame | None = None,
+                      title: str = "affectfuse predictions", value_columns: list[str] | None = None) -> Path:
+    """An HTML report of predictions on new videos: one timeline per video and tables.
+
+    Args:
+        frames: one row per time step: ``video_id``, ``time`` (seconds), optionally ``face`` (bool, a face
+            was found) and one numeric column per score (probabilities or intensities).
+        out_dir: report folder (made when missing).
+        summary: optional per-clip table, shown as it is.
+        title: page title.
+        value_columns: the score columns; default every numeric column except time / frame / face / valid, face
+            detection columns (``face_*``, e.g. ``face_score``) and box coordinates (``box*``, ``bbox*``, ``x0``..
+            ``y1``, ``left``.. ``height``).
+
+    Returns:
+        the path of ``index.html``; next to it ``timeline_<video>.png`` per video (no-face stretches shaded grey).
+
+    Raises:
+        ValueError: ``frames`` has no ``video_id`` column, or ``value_columns`` names a missing column.
+    """
+    if not isinstance(frames, pd.DataFrame):
+        raise TypeError(f"prediction_report: frames must be a pandas DataFrame, got {type(frames).__name__}")
+    if "video_id" not in frames.columns:
+        raise ValueError(f"prediction_report: frames needs a video_id column; got {list(frames.columns)}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    cols = list(value_columns) if value_columns is not None else _default_value_columns(frames)
+    missing = [c for c in cols if c not in frames.columns]
+    if missing:
+        raise ValueError(f"prediction_report: value_columns {missing} are not columns of frames; it has "
+                         f"{list(frames.columns)}")
+    page = Page(title)
+    has_face = "face" in frames.columns
+    has_time = "time" in frames.columns
+    vids = list(pd.unique(frames["video_id"].astype(str)))
+    page.p(f"{len(vids)} video(s), {len(frames)} rows, scores: {', '.join(map(str, cols)) or 'none'}.", "muted")
+    if not has_time:
+        page.note("no time column: rows are plotted in their order (x = row number)")
+    if not cols:
+        page.note("no numeric score column in the predictions: nothing to plot")
+    if summary is not None:
+        page.h2("Per clip")
+        page.table(list(summary.columns), summary.itertuples(index=False, name=None))
+
+    means: list[list[Any]] = []
+    used: set[str] = set()
+    plots_html: list[tuple[str, str]] = []
+    vid_col = frames["video_id"].astype(str)
+    for v in vids:
+        g = frames[vid_col == v]
+        if has_time:
+            g = g.assign(_t=pd.to_numeric(g["time"], errors="coerce")).sort_values("_t", kind="stable")
+            t = g["_t"].to_numpy(np.float64)
+        else:
+            t = np.arange(len(g), dtype=np.float64)
+        face = _as_bool(g["face"]) if has_face else np.ones(len(g), bool)
+        vals = g[cols].apply(pd.to_numeric, errors="coerce").to_numpy(np.float64) if cols else np.zeros((len(g), 0))
+        with np.errstate(all="ignore"):
+            m = np.nanmean(vals[face], axis=0) if face.any() and cols else np.full(len(cols), np.nan)
+        means.append([v, len(g), int(face.sum())] + m.tolist())
+        if not cols:
+            continue
+        name = safe_name(v)
+        stem, k = f"timeline_{name}", 1
+        while stem in used:
+            k += 1
+            stem = f"timeline_{name}_{k}"
+        used.add(stem)
+        f = plots.plot_timeline(t, vals, [str(c) for c in cols], out / f"{stem}.png", face=face if has_face else None,
+                                title=f"{v}" + (f" — no face in {int((~face).sum())} of {len(face)} frames"
+                                                if has_face and (~face).any() else ""))
+        plots_html.append((f.name, f"{v}: scores over time" + ("; grey = no face found" if has_face else "")))
+
+    page.h2("Per video: mean over frames with a face" if has_face else "Per video: mean over frames")
+    page.table(["video", "frames", "face frames"] + [str(c) for c in cols], means)
+    if plots_html:
+        page.h2("Timelines")
+        for src, cap in plots_html:
+            page.img(src, cap)
+    return page.write(out / "index.html")
