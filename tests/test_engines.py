@@ -21,6 +21,9 @@ def parts(job):
         raise OSError("decoder exploded")
     if job.video_id.startswith("slow"):
         time.sleep(0.3)
+    if job.video_id == "hang":
+        yield (job.video_id, 0, os.getpid())
+        time.sleep(3600)
     for k in range(3):
         yield (job.video_id, k, os.getpid())
 '''
@@ -101,3 +104,12 @@ def test_create_engine():
     assert isinstance(create_engine(3), ProcessEngine) and create_engine(3).workers == 3
     with pytest.raises(ValueError, match="workers must be >= 0"):
         create_engine(-1)
+
+
+def test_a_hanging_file_is_stopped_after_the_time_limit_and_the_run_goes_on(prep):
+    t0 = time.time()
+    parts, ends = _collect(ProcessEngine(1, timeout=1.5), prep, _jobs("a", "hang", "b"))
+    assert time.time() - t0 < 30
+    assert "/data/hang.mp4" in ends["hang"] and "no progress for 2 s" in ends["hang"]
+    assert parts["hang"] == [0], "what the file gave before it hung reached the caller"
+    assert ends["a"] is None and ends["b"] is None and parts["b"] == [0, 1, 2]

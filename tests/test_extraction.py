@@ -255,3 +255,65 @@ def test_store_identity_records_columns_config_and_creation_keywords(clips, tmp_
     assert rep.keys[FACE] == extract([clips], tmp_path / "s2", _cfg(), progress=False).keys[FACE]
     audio = FeatureStore(tmp_path / "s").identity(rep.keys[AUDIO])
     assert len(audio["columns"]) == audio["dim"] and audio["columns"][0].startswith("mel")
+
+
+def test_entries_of_the_older_decoding_are_recomputed_where_it_was_wrong(tmp_path, face_img):
+    """A store written before rotation was applied: the rotated file's entry is recomputed, the other kept."""
+    from affectfuse.io.synthetic import write_video
+
+    d = tmp_path / "v"
+    d.mkdir()
+    write_video(d / "upright.mp4", duration=1.0, fps=10, face=face_img, face_size=150)
+    write_video(d / "phone.mp4", duration=1.0, fps=10, face=face_img, face_size=150, rotation=90)
+    store = FeatureStore(tmp_path / "s")
+    first = extract([d], store, _cfg(extractors=(AUDIO,)), progress=False)
+    key = first.keys[AUDIO]
+    for vid in ("upright", "phone"):  # make both entries look like version-1 ones (no decoding record)
+        meta = store.meta(vid, key)
+        assert meta["decoding"]["version"] == 2
+        store.update_meta(vid, key, {k: v for k, v in meta.items() if k != "decoding"})
+    again = extract([d], store, _cfg(extractors=(AUDIO,)), progress=False)
+    assert again.done == [("phone", key)] and again.skipped == [("upright", key)]
+    assert any(v == "phone" and "recomputed: stale" in m and "rotated by 90" in m for v, m in again.warnings)
+    assert store.meta("upright", key)["decoding"]["version"] == 2, "checked once, then stamped"
+    assert store.meta("phone", key)["decoding"]["rotation"] == 90
+
+
+def test_a_worker_killed_mid_file_fails_that_file_only(tmp_path, face_img):
+    import multiprocessing as mp
+    import os
+    import signal
+    import threading
+    import time
+
+    from affectfuse.io.synthetic import write_video
+
+    d = tmp_path / "v"
+    d.mkdir()
+    write_video(d / "long.mp4", duration=40.0, fps=25, size=(320, 240), face=face_img, face_size=150)
+    write_video(d / "short.mp4", duration=1.0, fps=25)
+    killed: list[int] = []
+
+    def kill_when_busy():
+        deadline = time.time() + 60
+        while time.time() < deadline and not killed:
+            kids = [p for p in mp.active_children() if p.name.startswith("affectfuse-worker")]
+            if kids:
+                time.sleep(5.0)  # the worker has started and is busy with the long video (~1000 face detections)
+                try:
+                    os.kill(kids[0].pid, signal.SIGKILL)
+                    killed.append(kids[0].pid)
+                except ProcessLookupError:
+                    return
+            time.sleep(0.1)
+
+    t = threading.Thread(target=kill_when_busy, daemon=True)
+    t.start()
+    cfg = ExtractConfig(extractors=(FACE,), level="frame", frame_step=1, window=16, workers=1)
+    rep = extract([d / "long.mp4", d / "short.mp4"], tmp_path / "s", cfg, progress=False)
+    t.join()
+    assert killed
+    failed = {v: m for v, _, m in rep.failed}
+    assert list(failed) == ["long"] and "died" in failed["long"] and str(d / "long.mp4") in failed["long"]
+    assert [v for v, _ in rep.done] == ["short"]
+    assert FeatureStore(tmp_path / "s").status("long", rep.keys[FACE]) == "failed"

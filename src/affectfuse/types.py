@@ -60,12 +60,21 @@ class VideoInfo:
         path: the file.
         frame_times: presentation time of every video frame in display order, seconds, ``(T,)``
             float64, strictly increasing. Empty when the file has no video stream.
-        width: frame width in pixels (0 without video).
-        height: frame height in pixels (0 without video).
-        duration: seconds; the end of the last frame or of the audio, whichever is later.
+        width: width of the frames as a player shows them (rotation applied), pixels (0 without video).
+        height: height of the shown frames, pixels (0 without video).
+        duration: seconds the data holds: the end of the last frame or of the last audio packet, whichever
+            is later.
         has_audio: whether an audio stream exists.
         audio_sample_rate: native sample rate of the audio stream (0 without audio).
         nominal_fps: the container's average frame rate (informative only; times come from PTS).
+        rotation: counter-clockwise degrees (0 / 90 / 180 / 270) a player turns the stored frames by (the
+            display matrix phones write, or the legacy ``rotate`` tag); decoded frames come turned.
+        flip: whether the shown frame is also mirrored left-right (after the rotation).
+        declared_duration: seconds the container declares, or None; longer than ``duration`` for a
+            truncated file (see ``notes``).
+        codec: the video codec's name (``""`` without video).
+        has_b_frames: whether the video stream uses B-frames (decode order differs from display order).
+        notes: what is wrong or unusual with the file ("truncated: declares 18.45 s, frames end at 9.01 s").
     """
 
     path: Path
@@ -76,6 +85,12 @@ class VideoInfo:
     has_audio: bool
     audio_sample_rate: int = 0
     nominal_fps: float = 0.0
+    rotation: int = 0
+    flip: bool = False
+    declared_duration: float | None = None
+    codec: str = ""
+    has_b_frames: bool = False
+    notes: tuple[str, ...] = ()
 
     @property
     def has_video(self) -> bool:
@@ -84,6 +99,11 @@ class VideoInfo:
     @property
     def n_frames(self) -> int:
         return len(self.frame_times)
+
+    @property
+    def stored_size(self) -> tuple[int, int]:
+        """``(width, height)`` of the frames as stored (before ``rotation``)."""
+        return (self.height, self.width) if self.rotation in (90, 270) else (self.width, self.height)
 
 
 @dataclass

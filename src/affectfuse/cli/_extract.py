@@ -57,6 +57,12 @@ def add_parser(sub, name: str) -> None:
     p.add_argument("--batch-rows", type=int, dest="batch_rows")
     p.add_argument("--float16", action="store_true", default=None, help="store values as float16")
     p.add_argument("--overwrite", action="store_true", default=None, help="recompute existing entries")
+    p.add_argument("--timeout", type=float,
+                   help="seconds a video may go without progress before it is stopped and recorded as failed "
+                        "(default 300; 0 = no limit; needs --workers >= 1)")
+    p.add_argument("--span", choices=["decodable", "declared"],
+                   help="truncated files: sample over what decodes (default) or over the declared duration, "
+                        "rows past the data invalid")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=run)
 
@@ -65,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     base = from_yaml(ExtractConfig, Path(args.config)) if args.config else ExtractConfig()
     over: dict[str, Any] = {k: getattr(args, k) for k in (
         "frames", "level", "frame_step", "frame_fps", "face_detector", "no_face", "face_margin", "workers",
-        "batch_rows", "float16", "overwrite") if getattr(args, k, None) is not None}
+        "batch_rows", "float16", "overwrite", "timeout", "span") if getattr(args, k, None) is not None}
     names = tuple(n.strip() for n in args.extractors.split(",") if n.strip())
     params = {**base.extractor_params}
     for n, kv in parse_sets(args.set).items():

@@ -18,10 +18,21 @@ def _cmd(help_text: str, configure, run):
 
 
 # -- store ----------------------------------------------------------------------------------------
+_STORE_USAGE = ("affectfuse store STORE [--limit N]\n"
+                "       affectfuse store verify STORE [--repair] [--no-sources] [--limit N]")
+
+
 def _store_run(args: argparse.Namespace) -> int:
     from affectfuse.features.store import FeatureStore
 
-    store = FeatureStore(args.store, create=False)
+    if args.store_or_action == "verify" and args.store is not None:
+        return _verify_run(args)
+    if args.store is not None:
+        raise ValueError(f"unknown action {args.store_or_action!r} before {args.store!r}: the one action is `verify` "
+                         "(`affectfuse store verify STORE`)")
+    if args.repair or args.no_sources:
+        raise ValueError("--repair and --no-sources go with `affectfuse store verify STORE`")
+    store = FeatureStore(args.store_or_action, create=False)
     summ = store.summary()
     print(f"{store.path}: {len(summ)} extractor key(s), {len(store.video_ids())} video(s)")
     for key, s in summ.items():
@@ -35,8 +46,33 @@ def _store_run(args: argparse.Namespace) -> int:
     return 0
 
 
-store_cmd = _cmd("show what a feature store holds",
-                 lambda p: (p.add_argument("store"), p.add_argument("--limit", type=int, default=50)), _store_run)
+def _verify_run(args: argparse.Namespace) -> int:
+    """``affectfuse store verify STORE``: exit 0 clean (or repaired), 1 problems left, 2 no store (an error)."""
+    from affectfuse.features.verify import verify_store
+
+    report = verify_store(args.store, repair=args.repair, check_sources=not args.no_sources)
+    print(report.text(limit=args.limit))
+    return report.exit_code()
+
+
+def _store_conf(p: argparse.ArgumentParser) -> None:
+    p.usage = _STORE_USAGE
+    p.add_argument("store_or_action", metavar="STORE | verify",
+                   help="the feature store folder to summarise, or `verify` followed by the store folder")
+    p.add_argument("store", nargs="?", metavar="STORE",
+                   help="with `verify`: the store to check entry by entry (exit 0 clean or repaired, 1 problems "
+                        "found and not repaired, 2 no such store)")
+    p.add_argument("--repair", action="store_true",
+                   help="verify: delete damaged and stale entries (a re-run of `affectfuse extract` recomputes "
+                        "them) and mark older entries found current")
+    p.add_argument("--no-sources", action="store_true",
+                   help="verify: do not open the source videos of entries written by an older affectfuse "
+                        "(staleness is then not checked)")
+    p.add_argument("--limit", type=int, default=50, metavar="N", help="at most this many lines per list (default 50)")
+
+
+store_cmd = _cmd("show what a feature store holds, or check it: `affectfuse store verify STORE [--repair]`",
+                 _store_conf, _store_run)
 
 
 # -- extractors -----------------------------------------------------------------------------------

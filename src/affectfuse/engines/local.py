@@ -15,6 +15,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import queue
+import time
 import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator
@@ -59,6 +60,7 @@ def _worker_main(wid: int, prepare: Callable[[Job], Iterable[Any]], inbox, resul
         if item is None:
             return
         seq, job = item
+        results.put(("start", wid, seq, None))  # the time limit counts from here, not from the worker's start-up
         try:
             for part in prepare(job):
                 results.put(("part", wid, seq, part))
@@ -77,6 +79,8 @@ class _Worker:
     inbox: Any
     job: Job | None = None
     seq: int = -1
+    since: float = 0.0  # monotonic time of the worker's last sign of progress on its job
+    started: bool = False  # the worker has taken its job (start-up time does not count against the limit)
 
 
 @dataclass
@@ -93,14 +97,19 @@ class ProcessEngine:
     Args:
         workers: processes (>= 1).
         queue_size: finished parts that may wait for the caller (default ``2 * workers``).
+        timeout: seconds a job may go without producing a part before its worker is stopped (killed and
+            replaced) and the job ends as lost; 0 = no limit. A decoder that hangs on a file ends that file only.
     """
 
-    def __init__(self, workers: int, *, queue_size: int | None = None) -> None:
+    def __init__(self, workers: int, *, queue_size: int | None = None, timeout: float = 0.0) -> None:
         if workers < 1:
             raise ValueError(f"ProcessEngine needs workers >= 1, got {workers}")
+        if not timeout >= 0:
+            raise ValueError(f"ProcessEngine timeout must be >= 0 seconds, got {timeout}")
         self.workers = int(workers)
         self.in_flight = self.workers
         self.queue_size = int(queue_size or 2 * self.workers)
+        self.timeout = float(timeout)
 
     def run(self, prepare: Callable[[Job], Iterable[Any]], jobs: Iterable[Job]) -> Iterator[Result]:
         ctx = mp.get_context("spawn")
@@ -119,6 +128,7 @@ class ProcessEngine:
             w.job = next(st.jobs, None)
             if w.job is not None:
                 w.seq, st.seq = st.seq, st.seq + 1
+                w.since, w.started = time.monotonic(), False
                 w.inbox.put((w.seq, w.job))
 
         try:
@@ -126,15 +136,23 @@ class ProcessEngine:
                 start()
             for w in list(st.workers.values()):
                 assign(w)
+            checked = time.monotonic()
             while any(w.job is not None for w in st.workers.values()):
+                if time.monotonic() - checked > _POLL_S:
+                    checked = time.monotonic()
+                    yield from self._reap(st, start, assign, self.timeout)
                 try:
                     kind, wid, seq, payload = results.get(timeout=_POLL_S)
                 except queue.Empty:
-                    yield from self._reap(st, start, assign)
+                    yield from self._reap(st, start, assign, self.timeout)
                     continue
                 w = st.workers.get(wid)
                 if w is None or w.job is None or seq != w.seq:
                     continue  # a message of a job that already ended (its worker was replaced)
+                w.since = time.monotonic()
+                if kind == "start":
+                    w.started = True
+                    continue
                 if kind == "part":
                     yield Result(w.job, payload)
                     continue
@@ -145,17 +163,26 @@ class ProcessEngine:
             self._stop(st, results)
 
     @staticmethod
-    def _reap(st: _State, start, assign) -> Iterator[Result]:
-        """Busy workers that died: end their jobs as lost, replace them, give the new ones work."""
+    def _reap(st: _State, start, assign, timeout: float) -> Iterator[Result]:
+        """Busy workers that died or stalled: end their jobs as lost, replace them, give the new ones work."""
+        now = time.monotonic()
         for wid, w in list(st.workers.items()):
-            if w.job is None or w.proc.is_alive():
+            if w.job is None:
                 continue
+            if w.proc.is_alive():
+                if not timeout or not w.started or now - w.since <= timeout:
+                    continue
+                w.proc.kill()
+                w.proc.join(timeout=5.0)
+                why = (f"no progress for {timeout:.0f} s (the decoder hangs on this file?): its worker was stopped "
+                       "and the file recorded as failed")
+            else:
+                why = f"the worker process preparing this file died (exit code {w.proc.exitcode}); it was not retried"
             job = w.job
             del st.workers[wid]
             start()
             assign(st.workers[st.next_wid - 1])
-            yield Result(job, end=True, lost=f"{job.path}: the worker process preparing this file died "
-                                             f"(exit code {w.proc.exitcode}); the file was not retried")
+            yield Result(job, end=True, lost=f"{job.path}: {why}")
 
     @staticmethod
     def _stop(st: _State, results) -> None:
@@ -177,12 +204,12 @@ class ProcessEngine:
                 w.proc.join(timeout=2.0)
 
 
-def create_engine(workers: int) -> Engine:
-    """The local engine for ``workers`` processes (0 = this process).
+def create_engine(workers: int, *, timeout: float = 0.0) -> Engine:
+    """The local engine for ``workers`` processes (0 = this process, where no time limit can be enforced).
 
     Raises:
         ValueError: ``workers`` is negative.
     """
     if workers < 0:
         raise ValueError(f"workers must be >= 0 (0 = prepare in this process), got {workers}")
-    return InlineEngine() if workers == 0 else ProcessEngine(workers)
+    return InlineEngine() if workers == 0 else ProcessEngine(workers, timeout=timeout)

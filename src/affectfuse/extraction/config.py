@@ -66,9 +66,13 @@ class ExtractConfig:
         no_face: ``"mask"`` (row invalid), ``"full_frame"`` (ViPER's code) or ``"previous"`` (last crop).
         max_side: frames are decoded downscaled so that their longer side is at most this.
         float16: store values as float16.
-        workers: decoding / face processes; 0 decodes in the main process.
+        workers: decoding / face processes; 0 decodes in the main process (no time limit then).
         batch_rows: rows (frames / fragments) per backbone call, across videos.
         overwrite: recompute entries that already exist.
+        span: what a truncated file is sampled over: ``"decodable"`` (what the data holds) or ``"declared"``
+            (the container's duration; rows past the data are invalid). See :mod:`affectfuse.io.sampling`.
+        timeout: seconds a video may go without progress (clip level: its whole preparation; frame level: one
+            window) before its worker is stopped and the file recorded as failed; 0 = no limit.
     """
 
     extractors: tuple[str, ...] = DEFAULT_EXTRACTORS
@@ -89,6 +93,8 @@ class ExtractConfig:
     workers: int = 1
     batch_rows: int = 64
     overwrite: bool = False
+    span: Literal["decodable", "declared"] = "decodable"
+    timeout: float = 300.0
 
     def validate(self) -> "ExtractConfig":
         if not self.extractors:
@@ -105,6 +111,10 @@ class ExtractConfig:
             raise ValueError(f"ExtractConfig.face_select must be 'largest' or 'score', got {self.face_select!r}")
         if self.workers < 0 or self.batch_rows < 1 or self.window < 1 or self.max_side < 32:
             raise ValueError("ExtractConfig: workers >= 0, batch_rows >= 1, window >= 1, max_side >= 32 expected")
+        if self.span not in ("decodable", "declared"):
+            raise ValueError(f"ExtractConfig.span must be 'decodable' or 'declared', got {self.span!r}")
+        if not self.timeout >= 0:
+            raise ValueError(f"ExtractConfig.timeout must be >= 0 seconds (0 = no limit), got {self.timeout}")
         unknown = set(self.extractor_params) - {n for n, _, _ in expand_extractors(self.extractors)}
         if unknown:
             raise ValueError(f"ExtractConfig.extractor_params names extractors not in extractors: {sorted(unknown)}")

@@ -20,6 +20,7 @@ from affectfuse.extraction.config import ExtractConfig, expand_extractors
 from affectfuse.extractors.base import Extractor, create_extractor
 from affectfuse.io.faces import create_face_detector
 from affectfuse.io.sampling import SamplingSpec
+from affectfuse.io.video import DECODING
 from affectfuse.types import feature_key
 
 __all__ = ["Stream", "Plan", "make_streams", "make_plan", "sampling_identity"]
@@ -47,6 +48,8 @@ def sampling_identity(ex: Extractor, cfg: ExtractConfig) -> dict[str, Any]:
         s["max_side"] = cfg.max_side
     if c.kind == "audio_fragment":
         s["audio"] = "viper_centred_fragments" if cfg.level == "clip" else {"centred_window_s": cfg.audio_window}
+    if cfg.span != "decodable":  # recorded only when not the default, so that older keys stay valid
+        s["span"] = cfg.span
     return s
 
 
@@ -85,7 +88,7 @@ class Stream:
     def identity(self) -> dict[str, Any]:
         """What the store records under :attr:`key`."""
         return {**self.extractor.identity(), "modality": self.modality, "params": self.params, "key": self.key,
-                "create_kwargs": self.create_kwargs, "sampling": self.sampling}
+                "create_kwargs": self.create_kwargs, "sampling": self.sampling, "decoding": dict(DECODING)}
 
 
 def make_streams(cfg: ExtractConfig, extractors: list[Extractor] | None = None) -> list[Stream]:
@@ -146,6 +149,6 @@ def make_plan(streams: list[Stream], cfg: ExtractConfig) -> Plan:
     spec = SamplingSpec(level=cfg.level, frames=cfg.frames, frame_step=cfg.frame_step, frame_fps=cfg.frame_fps,
                         window=cfg.window, pixels=bool(images or clips), max_side=cfg.max_side,
                         context=tuple(sorted({(length, stride) for _, length, stride in clips})),
-                        sample_rates=tuple(sorted(rates)), audio_window=cfg.audio_window).validate()
+                        sample_rates=tuple(sorted(rates)), audio_window=cfg.audio_window, span=cfg.span).validate()
     return Plan(spec, cfg.face_detector, cfg.face_select, cfg.face_margin, cfg.no_face, tuple(sorted(images)),
                 tuple(sorted(clips)))

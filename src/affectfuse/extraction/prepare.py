@@ -20,15 +20,18 @@ from affectfuse.errors import MediaError
 from affectfuse.extraction.plan import Plan
 from affectfuse.io.faces import FaceDetector, create_face_detector, crop_faces, detect_faces, letterbox
 from affectfuse.io.sampling import sample
+from affectfuse.io.video import decoding_record
 from affectfuse.types import AudioFragments, Clip, FrameBatch, VideoInfo
 
 __all__ = ["Prepared", "Preparer", "video_summary"]
 
 
 def video_summary(info: VideoInfo) -> dict[str, Any]:
-    """The facts about a file that results depend on, recorded with its features."""
-    return {"duration": float(info.duration), "width": int(info.width), "height": int(info.height),
-            "n_frames": int(info.n_frames), "nominal_fps": float(info.nominal_fps), "has_audio": bool(info.has_audio)}
+    """The facts about a file that results depend on, recorded with its features (``meta["video"]``)."""
+    return {"duration": float(info.duration), "declared_duration": info.declared_duration, "width": int(info.width),
+            "height": int(info.height), "rotation": int(info.rotation), "flip": bool(info.flip),
+            "n_frames": int(info.n_frames), "nominal_fps": float(info.nominal_fps), "codec": info.codec,
+            "has_audio": bool(info.has_audio), "notes": list(info.notes)}
 
 
 @dataclass
@@ -49,6 +52,7 @@ class Prepared:
         video_missing / audio_missing: why a stream's rows are all invalid.
         warnings: remarks recorded with the features.
         video: :func:`video_summary` of the file.
+        decoding: :func:`~affectfuse.io.video.decoding_record` of the file.
         window: index of this part; last: whether it ends the video.
     """
 
@@ -67,6 +71,7 @@ class Prepared:
     audio_missing: str | None = None
     warnings: list[str] = field(default_factory=list)
     video: dict[str, Any] = field(default_factory=dict)
+    decoding: dict[str, Any] = field(default_factory=dict)
     window: int = 0
     last: bool = True
 
@@ -104,7 +109,8 @@ class Preparer:
         plan = self.plan
         prep = Prepared(clip.video_id, str(clip.source), rows=len(clip), times=clip.times, indices=clip.indices,
                         audio=dict(clip.fragments), video_missing=clip.video_missing, audio_missing=clip.audio_missing,
-                        warnings=list(clip.notes), video=video_summary(clip.info), window=clip.window, last=clip.last)
+                        warnings=list(clip.notes), video=video_summary(clip.info), decoding=decoding_record(clip.info),
+                        window=clip.window, last=clip.last)
         if clip.frames is None:
             return prep, previous_box
         frames = clip.frames

@@ -107,7 +107,7 @@ def extract(
     t0 = time.time()
     jobs: list[Job] = []
     for vid, path in pairs:
-        todo = writer.pending(vid)
+        todo = writer.pending(vid, path)
         keys = {s.key for s in todo}
         report.skipped += [(vid, s.key) for s in streams if s.key not in keys]
         if todo:
@@ -121,7 +121,7 @@ def extract(
             on_video(vid)
 
     writer.on_video = finished
-    engine = engine or create_engine(cfg.workers)
+    engine = engine or create_engine(cfg.workers, timeout=cfg.timeout)
     try:
         for r in engine.run(Preparer(make_plan(streams, cfg)), jobs):
             if r.part is not None:

@@ -10,6 +10,7 @@ bad video fails alone. The writer is the only writer of the store.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -17,8 +18,10 @@ import numpy as np
 from affectfuse.extraction.config import ExtractConfig, ExtractReport
 from affectfuse.extraction.plan import Stream
 from affectfuse.extraction.prepare import Prepared
+from affectfuse.errors import MediaError
 from affectfuse.extractors.base import ExtractorInput
 from affectfuse.features.store import FeatureStore
+from affectfuse.io.video import decoding_record, probe, stale_decoding
 from affectfuse.types import FeatureSet
 
 __all__ = ["Writer"]
@@ -121,11 +124,35 @@ class Writer:
             store.register(s.key, s.identity())
         report.keys = {s.name: s.key for s in streams}
 
-    def pending(self, video_id: str) -> list[Stream]:
-        """The streams a video still needs (all with ``overwrite``)."""
+    def pending(self, video_id: str, source: str | Path | None = None) -> list[Stream]:
+        """The streams a video still needs (all with ``overwrite``).
+
+        An existing entry written by an older decoding (no ``meta["decoding"]`` record) is checked against its
+        file once: recomputed, with a warning, when today's decoding differs for that file (a rotated video,
+        MPEG-4 Part 2 with B-frames; :func:`~affectfuse.io.video.stale_decoding`), else stamped as current.
+        """
         if self.cfg.overwrite:
             return list(self.streams)
-        return [s for s in self.streams if not self.store.has(video_id, s.key)]
+        todo, info = [], None
+        for s in self.streams:
+            meta = self.store.meta(video_id, s.key)
+            if meta is None:
+                todo.append(s)
+                continue
+            if isinstance(meta.get("decoding"), dict) or source is None:
+                continue
+            if info is None:
+                try:
+                    info = probe(source)
+                except MediaError:
+                    return todo  # the file is gone or unreadable now: keep what was computed from it
+            reason = stale_decoding(meta, info)
+            if reason:
+                todo.append(s)
+                self.report.warnings.append((video_id, f"[{s.name}] recomputed: {reason}"))
+            else:
+                self.store.update_meta(video_id, s.key, {**meta, "decoding": decoding_record(info)})
+        return todo
 
     def start(self, video_id: str, streams: list[Stream]) -> None:
         self.videos[video_id] = _Video(streams)
@@ -209,7 +236,8 @@ class Writer:
             fs = FeatureSet(values=values, times=times, valid=valid, extractor=s.name, params=s.params,
                             video_id=video_id, boxes=boxes if face else None, indices=indices,
                             scores=scores if face else None,
-                            meta={"source": parts[0].source, "notes": warns, "video": parts[0].video})
+                            meta={"source": parts[0].source, "notes": warns, "video": parts[0].video,
+                                  "decoding": parts[0].decoding})
             self.store.put(fs, source=parts[0].source, warnings=warns)
             self.report.done.append((video_id, fs.key))
             self.report.warnings += [(video_id, f"[{s.name}] {w}") for w in warns]
@@ -223,7 +251,8 @@ class Writer:
 def _light(p: Prepared) -> Prepared:
     """A computed part without its pixels and audio (what writing the features still needs)."""
     return Prepared(p.video_id, p.source, rows=p.rows, times=p.times, indices=p.indices, boxes=p.boxes,
-                    scores=p.scores, warnings=p.warnings, video=p.video, window=p.window, last=p.last)
+                    scores=p.scores, warnings=p.warnings, video=p.video, decoding=p.decoding, window=p.window,
+                    last=p.last)
 
 
 def _cat(arrays: list[np.ndarray | None], rows: list[int], tail: tuple[int, ...]) -> np.ndarray | None:

@@ -21,6 +21,7 @@ Example:
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import sqlite3
@@ -32,6 +33,10 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 
 from affectfuse._versions import versions
+from affectfuse.errors import StoreError
+from affectfuse.types import FeatureSet
+
+__all__ = ["FeatureStore", "ManifestRecord"]
 
 _VERSIONS_JSON: str | None = None
 
@@ -41,9 +46,7 @@ def _versions_json() -> str:
     if _VERSIONS_JSON is None:
         _VERSIONS_JSON = json.dumps(versions())
     return _VERSIONS_JSON
-from affectfuse.types import FeatureSet
 
-__all__ = ["FeatureStore", "ManifestRecord"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
@@ -58,6 +61,78 @@ CREATE TABLE IF NOT EXISTS manifest (
     warnings TEXT, versions TEXT, updated REAL NOT NULL, PRIMARY KEY (video_id, key));
 """
 FORMAT_VERSION = "1"
+_TABLES = {"meta", "extractors", "features", "manifest"}
+
+#: what a failed write or open of the database means and what to do: (SQLite error names, errno codes, words of
+#: SQLite's message, reason, advice, whether the folder itself may be the cause)
+_CAUSES = (
+    (("SQLITE_FULL",), (errno.ENOSPC, errno.EDQUOT), ("disk is full",),
+     "no space left on device", "free space and run again", False),
+    (("SQLITE_READONLY",), (errno.EROFS,), ("readonly",),
+     "the folder or its database is read-only", "make it writable or use another folder, then run again", True),
+    (("SQLITE_CANTOPEN", "SQLITE_PERM", "SQLITE_AUTH"), (errno.EACCES, errno.EPERM), ("unable to open",),
+     "the database cannot be opened for writing (no permission, or the folder is gone)",
+     "check that the folder exists and may be written to, then run again", True),
+    (("SQLITE_BUSY", "SQLITE_LOCKED"), (), ("locked",),
+     "the database is locked by another process", "let the other process finish (or stop it) and run again",
+     False),
+    (("SQLITE_CORRUPT", "SQLITE_NOTADB"), (), ("malformed", "not a database"),
+     "the database file is damaged", "restore it from a copy or extract into a new folder", False),
+    (("SQLITE_IOERR",), (errno.EIO,), ("disk i/o error",),
+     "the disk reported an I/O error", "check the disk (full? removed? network share gone?) and run again", False),
+    ((), (errno.ENOTDIR, errno.EEXIST), (),
+     "a part of the path is a file, not a folder", "give the path of a folder", False),
+)
+
+#: errors of a write or an open that are the disk's or the database file's, not the caller's (an IntegrityError
+#: or a ProgrammingError is a bug and stays what it is)
+_DISK_ERRORS = (sqlite3.OperationalError, OSError)
+
+
+def _is_disk_error(exc: BaseException) -> bool:
+    return isinstance(exc, _DISK_ERRORS) or type(exc) is sqlite3.DatabaseError  # "malformed", "not a database"
+
+
+def _unwritable(folder: Path) -> str | None:
+    """Why ``folder`` (or the nearest existing folder above it) cannot be written, or None when it can."""
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    try:
+        if os.statvfs(probe).f_flag & os.ST_RDONLY:
+            return "the folder is on a read-only file system"
+    except (OSError, AttributeError):  # statvfs: not on Windows
+        pass
+    if not os.access(probe, os.W_OK):
+        return "no permission to write to the folder"
+    return None
+
+
+def _store_error(folder: Path, exc: BaseException, *, opening: bool = False) -> StoreError:
+    """The :class:`StoreError` for a failed write (or open) of the store in ``folder``, caused by ``exc``."""
+    name = getattr(exc, "sqlite_errorname", None) or ""
+    code = getattr(exc, "errno", None)
+    text = str(exc).lower()
+    reason = (exc.strerror or str(exc)) if isinstance(exc, OSError) else str(exc)
+    advice = "run again"
+    for names, codes, words, why, what, folder_may_be_it in _CAUSES:
+        if any(name.startswith(n) for n in names) or code in codes or any(w in text for w in words):
+            reason, advice = why, what
+            why_folder = _unwritable(folder) if folder_may_be_it else None
+            if why_folder:  # say which it is: a read-only disk, or permissions
+                reason, advice = why_folder, "make it writable or use another folder, then run again"
+            break
+    if isinstance(exc, sqlite3.Error):
+        detail = f"sqlite: {exc}"
+    elif isinstance(exc, OSError) and exc.strerror:
+        detail = f"{exc.filename}: {exc.strerror}" if exc.filename is not None else exc.strerror
+    else:
+        detail = str(exc)
+    if opening:
+        msg = f"{reason} while opening the feature store {folder}/ ({detail}): {advice}"
+    else:
+        msg = f"{reason} while writing to {folder}/ ({detail}): {advice}; entries already written are intact"
+    return StoreError(msg, path=folder, reason=reason)
 
 
 @dataclass(frozen=True)
@@ -95,6 +170,11 @@ class FeatureStore:
         create: create the folder and database when missing (False: raise FileNotFoundError).
 
     The connection is opened lazily per process, so a store object can be handed to DataLoader workers.
+
+    Raises:
+        StoreError: (any write, and opening) the disk or the database refuses: full, read-only, no permission,
+            locked, damaged. The message names the folder and what to do; the failed write is rolled back, so
+            every entry written before it is intact. ``affectfuse store verify STORE`` checks a store entry by entry.
     """
 
     FILENAME = "features.sqlite"
@@ -110,39 +190,98 @@ class FeatureStore:
                 raise FileNotFoundError(f"{self.path}: no feature store here (missing {self.FILENAME})")
             if self.path.exists() and not self.path.is_dir():
                 raise NotADirectoryError(f"{self.path}: a feature store is a folder, this is a file")
-            self.path.mkdir(parents=True, exist_ok=True)
         self._conn_pid: int | None = None
         self._conn_obj: sqlite3.Connection | None = None
-        self._conn.executescript(_SCHEMA)  # DDL is idempotent; executescript commits by itself
-        cols = {r[1] for r in self._conn.execute("PRAGMA table_info(features)")}
-        if "scores" not in cols:  # a store written before face scores were kept: add the (nullable) column
-            self._conn.execute("ALTER TABLE features ADD COLUMN scores BLOB")
-        with self._tx() as c:
-            c.execute("INSERT OR IGNORE INTO meta VALUES ('format_version', ?)", (FORMAT_VERSION,))
-        fmt = self._conn.execute("SELECT v FROM meta WHERE k='format_version'").fetchone()[0]
+        try:
+            if not db.exists():
+                self.path.mkdir(parents=True, exist_ok=True)
+            tables = {r[0] for r in self._conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            fmt = self._format_version() if "meta" in tables else None
+            if fmt is None or not _TABLES <= tables:  # a new or older store: create what is missing (idempotent)
+                self._conn.executescript(_SCHEMA)  # executescript commits by itself
+                with self._tx(opening=True) as c:
+                    c.execute("INSERT OR IGNORE INTO meta VALUES ('format_version', ?)", (FORMAT_VERSION,))
+                fmt = self._format_version()
+            cols = {r[1] for r in self._conn.execute("PRAGMA table_info(features)")}
+            if "scores" not in cols:  # a store written before face scores were kept: add the (nullable) column
+                self._conn.execute("ALTER TABLE features ADD COLUMN scores BLOB")
+        except StoreError:
+            self.close()
+            raise
+        except Exception as e:
+            self.close()
+            if _is_disk_error(e):
+                raise _store_error(self.path, e, opening=True) from e
+            raise
         if fmt != FORMAT_VERSION:
             raise RuntimeError(f"{db}: store format {fmt}, this affectfuse reads format {FORMAT_VERSION}")
+
+    def _format_version(self) -> str | None:
+        """The store's format version, or None where the ``meta`` table has no such row yet.
+
+        Reading first (and writing only what is missing) lets a store on a read-only disk be read.
+        """
+        row = self._conn.execute("SELECT v FROM meta WHERE k='format_version'").fetchone()
+        return None if row is None else row[0]
 
     # -- connection --------------------------------------------------------------------------
     @property
     def _conn(self) -> sqlite3.Connection:
         if self._conn_obj is None or self._conn_pid != os.getpid():
-            conn = sqlite3.connect(self.path / self.FILENAME, timeout=60.0, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
+            try:
+                conn = sqlite3.connect(self.path / self.FILENAME, timeout=60.0, isolation_level=None)
+            except Exception as e:
+                if _is_disk_error(e):
+                    raise _store_error(self.path, e, opening=True) from e
+                raise
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+            except sqlite3.OperationalError as e:
+                # a read-only database (or disk) cannot switch to WAL; reading still works. Anything else
+                # (full, no permission, damaged) is the open's failure.
+                if "readonly" not in str(e).lower():
+                    conn.close()
+                    raise _store_error(self.path, e, opening=True) from e
             self._conn_obj, self._conn_pid = conn, os.getpid()
         return self._conn_obj
 
-    def _tx(self):
+    def _tx(self, *, opening: bool = False):
+        """A write transaction (``BEGIN IMMEDIATE`` ... ``COMMIT``; ``ROLLBACK`` on any error).
+
+        A write the disk or the database refuses (full, read-only, no permission, locked, damaged) raises
+        :class:`~affectfuse.errors.StoreError`, after the rollback: what was committed before stays intact.
+        """
         store = self
 
         class _Tx:
             def __enter__(self_inner):
-                store._conn.execute("BEGIN IMMEDIATE")
+                try:
+                    store._conn.execute("BEGIN IMMEDIATE")
+                except Exception as e:
+                    if _is_disk_error(e):
+                        raise _store_error(store.path, e, opening=opening) from e
+                    raise
                 return store._conn
 
             def __exit__(self_inner, et, ev, tb):
-                store._conn.execute("ROLLBACK" if et else "COMMIT")
+                conn = store._conn
+                if et is None:
+                    try:
+                        conn.execute("COMMIT")
+                        return False
+                    except Exception as e:  # e.g. the disk filled up while the WAL was written
+                        ev = e
+                # SQLite rolls a transaction back by itself on some errors (SQLITE_FULL): roll back what is left
+                if conn.in_transaction:
+                    try:
+                        conn.execute("ROLLBACK")
+                    except sqlite3.Error:
+                        pass
+                if ev is not None and _is_disk_error(ev):
+                    raise _store_error(store.path, ev, opening=opening) from ev
+                if et is None:
+                    raise ev
                 return False
 
         return _Tx()
@@ -211,9 +350,20 @@ class FeatureStore:
             )
 
     def delete(self, video_id: str, key: str) -> None:
+        """Remove one entry: its features row and its manifest row, in one transaction."""
         with self._tx() as c:
             c.execute("DELETE FROM features WHERE key=? AND video_id=?", (key, video_id))
             c.execute("DELETE FROM manifest WHERE key=? AND video_id=?", (key, video_id))
+
+    def delete_key(self, key: str) -> None:
+        """Remove an extractor key: every entry and manifest row under it and its identity, in one transaction.
+
+        The next extraction with that extractor registers it again and recomputes its entries.
+        """
+        with self._tx() as c:
+            c.execute("DELETE FROM features WHERE key=?", (key,))
+            c.execute("DELETE FROM manifest WHERE key=?", (key,))
+            c.execute("DELETE FROM extractors WHERE key=?", (key,))
 
     # -- reading -----------------------------------------------------------------------------
     @staticmethod
@@ -255,6 +405,17 @@ class FeatureStore:
         if rec is not None and rec[0] == "failed":
             raise KeyError(f"{self.path}: {video_id!r} / {key}: extraction failed: {rec[1]}")
         raise KeyError(f"{self.path}: no features for video {video_id!r} under key {key!r}")
+
+    def meta(self, video_id: str, key: str) -> dict[str, Any] | None:
+        """The ``meta`` of an entry without reading its arrays, or None when there is no entry."""
+        row = self._conn.execute("SELECT meta FROM features WHERE key=? AND video_id=?", (key, video_id)).fetchone()
+        return None if row is None else (json.loads(row[0]) if row[0] else {})
+
+    def update_meta(self, video_id: str, key: str, meta: dict[str, Any]) -> None:
+        """Replace an entry's ``meta`` (its arrays are left as they are)."""
+        with self._tx() as c:
+            c.execute("UPDATE features SET meta=? WHERE key=? AND video_id=?", (json.dumps(meta, default=str), key,
+                                                                             video_id))
 
     def has(self, video_id: str, key: str) -> bool:
         return self._conn.execute(

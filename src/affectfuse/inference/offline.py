@@ -106,7 +106,7 @@ FRAME_COLUMNS: tuple[str, ...] = (
 #: Columns of the per-video summary (class columns: mean probability over the frames with a face).
 SUMMARY_COLUMNS: tuple[str, ...] = (
     "video_id", "path", "duration_s", "frames_scored", "face_frames", "face_fraction", *OFFLINE_CLASSES,
-    "dominant", "peak_prob", "peak_time", "peak_start", "peak_end",
+    "dominant", "peak_prob", "peak_time", "peak_start", "peak_end", "declared_s", "notes",
 )
 
 _CROP = 112  # face-api's native input side
@@ -182,7 +182,8 @@ def frame_table(fs: FeatureSet) -> pd.DataFrame:
     return frame_prediction(fs).to_frame(Prediction.FRAME_TABLE)[list(FRAME_COLUMNS)]
 
 
-def summarize(frames, video_id: str, *, path: str = "", duration: float = float("nan")) -> dict[str, Any]:
+def summarize(frames, video_id: str, *, path: str = "", duration: float = float("nan"),
+              declared: float | None = None, notes: Sequence[str] = ()) -> dict[str, Any]:
     """One video's summary from its per-frame rows.
 
     The class columns are mean probabilities over the frames with a face (NaN when none has one);
@@ -195,7 +196,9 @@ def summarize(frames, video_id: str, *, path: str = "", duration: float = float(
         frames: the video's rows of the per-frame table, in time order.
         video_id: its id.
         path: the file (written as is).
-        duration: seconds.
+        duration: seconds the file holds (decodable).
+        declared: seconds its container declares (None: unknown); differs from ``duration`` when truncated.
+        notes: what is wrong or unusual with the file (truncation, a stream that ends early, ...).
 
     Returns:
         a dict with :data:`SUMMARY_COLUMNS` keys.
@@ -204,7 +207,9 @@ def summarize(frames, video_id: str, *, path: str = "", duration: float = float(
     face = frames["face"].to_numpy(dtype=bool)
     out: dict[str, Any] = {"video_id": video_id, "path": str(path), "duration_s": float(duration),
                            "frames_scored": int(n), "face_frames": int(face.sum()),
-                           "face_fraction": float(face.mean()) if n else 0.0}
+                           "face_fraction": float(face.mean()) if n else 0.0,
+                           "declared_s": float("nan") if declared is None else float(declared),
+                           "notes": "; ".join(notes)}
     probs = frames[list(OFFLINE_CLASSES)].to_numpy(dtype=np.float64)  # (n, 7)
     times = frames["time"].to_numpy(dtype=np.float64)
     if not face.any():
@@ -279,7 +284,9 @@ def predict_offline(videos: Iterable[str | Path] | str | Path, *, fps: float = 5
                 fs = store.get(vid, key)
                 df = frame_table(fs)
                 frames.append(df)
-                rows.append(summarize(df, vid, path=str(path), duration=fs.meta.get("video", {}).get("duration", math.nan)))
+                video = fs.meta.get("video", {})
+                rows.append(summarize(df, vid, path=str(path), duration=video.get("duration", math.nan),
+                                      declared=video.get("declared_duration"), notes=video.get("notes", ())))
         finally:
             store.close()
     frames_df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
@@ -310,6 +317,8 @@ def format_summary(summary_df) -> str:
                      f"[{r.peak_start:.1f}-{r.peak_end:.1f} s]")
         else:
             head += "; no face found, no expression scores"
+        if r.notes:
+            head += f" (NOTE: {r.notes})"
         lines.append(head)
     return "\n".join(lines)
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ import torch
 import yaml
 from safetensors.torch import load_model, save_model
 
+from affectfuse.errors import writing
 from affectfuse._config import from_yaml, make_config, to_dict, to_yaml
 from affectfuse._versions import versions
 from affectfuse.data.dataset import Standardizer
@@ -42,6 +44,20 @@ from affectfuse.tasks.spec import TaskSpec
 from affectfuse.types import Prediction
 
 __all__ = ["RunFolder"]
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename inside ``folder`` durable (POSIX); a no-op where folders cannot be opened (Windows)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 class RunFolder:
@@ -100,7 +116,8 @@ class RunFolder:
     def _write_text(self, name: str, text: str) -> Path:
         path = self.file(name)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
+        with writing(path):
+            path.write_text(text)
         return path
 
     def _write_json(self, name: str, data: Any, **kw: Any) -> Path:
@@ -176,7 +193,7 @@ class RunFolder:
     def write_history(self, history: list[dict[str, Any]]) -> Path:
         path = self.file(self.HISTORY)
         cols = list(dict.fromkeys(k for row in history for k in row))
-        with open(path, "w", newline="") as fh:
+        with writing(path), open(path, "w", newline="") as fh:
             w = csv.DictWriter(fh, fieldnames=cols)
             w.writeheader()
             w.writerows(history)
@@ -225,15 +242,28 @@ class RunFolder:
         return model
 
     def save_checkpoint(self, state: dict[str, Any]) -> Path:
-        """``checkpoints/last.pt`` (tensors and plain values only), written atomically."""
+        """``checkpoints/last.pt`` (tensors and plain values only), written atomically.
+
+        The state goes to ``last.pt.tmp``, is flushed and fsynced, then renamed over ``last.pt`` (and the folder
+        fsynced), so a kill or a power cut at any moment leaves either the previous or the new checkpoint. A
+        ``last.pt.tmp`` left behind by such a kill is never read and is overwritten by the next save.
+        """
         path = self.file(self.CHECKPOINT)
         path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(state, path.with_suffix(".tmp"))
-        path.with_suffix(".tmp").replace(path)
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "wb") as fh:
+            torch.save(state, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
         return path
 
     def load_checkpoint(self, *, device: str | torch.device = "cpu") -> dict[str, Any] | None:
-        """The last checkpoint (None when there is none); no pickled objects are accepted."""
+        """The last checkpoint (None when there is none); no pickled objects are accepted.
+
+        Only ``last.pt`` is read; a partial ``last.pt.tmp`` (a save interrupted by a kill) is ignored.
+        """
         if not self.has(self.CHECKPOINT):
             return None
         return torch.load(self.file(self.CHECKPOINT), map_location=device, weights_only=True)

@@ -10,8 +10,14 @@ Access strategy (measured, see ``benchmarks/decode.py``)
     Only the wanted frames are converted to RGB, and only into a preallocated output array, so memory
     does not grow with the video's length.
 
-Frames are indexed in display order on the clock of :func:`affectfuse.io.video.probe`. A batch decoded
-downscaled (``max_side``) records the video's own size in ``FrameBatch.source_size``.
+Frames are indexed in display order on the clock of :func:`affectfuse.io.video.probe` and come as a player
+shows them: turned and mirrored by the display matrix (``VideoInfo.rotation`` / ``flip``). A batch decoded
+downscaled (``max_side``) records the video's own (shown) size in ``FrameBatch.source_size``.
+
+Decoders may return frames out of display order (MPEG-4 Part 2 "packed" B-frames in AVI files come out
+1 2 3 5 4 6 ...): decoded frames are matched to the wanted ones by timestamp and handed on in display order;
+a wanted frame is given up as undecodable only when the decoder has gone ``_REORDER`` frames past it or the
+stream has ended.
 """
 
 from __future__ import annotations
@@ -27,14 +33,20 @@ from affectfuse.errors import MediaError
 from affectfuse.io.video import _open, _origin, _scan_packets, _video_stream, probe
 from affectfuse.types import FrameBatch, VideoInfo
 
-__all__ = ["read_frames", "iter_frame_windows", "STRATEGIES"]
+__all__ = ["read_frames", "iter_frame_windows", "decoded_size", "STRATEGIES"]
 
 #: Access strategies understood by the private ``_read_frames(..., strategy=)`` (benchmarks compare them).
 STRATEGIES = ("skip", "sequential", "seek", "hybrid")
 _DEFAULT_STRATEGY = "skip"
 _MAX_BUFFER_BYTES = 256 << 20  # packets buffered while skipping a GOP; above this the GOP is decoded instead
+_REORDER = 16  # frames a decoder may return out of display order before a missing frame is given up
 _HYBRID_MIN_SAVED = 24  # hybrid seek: seek only when it skips at least this many frames of decoding
 
+
+
+def decoded_size(info: VideoInfo, max_side: int | None) -> tuple[int, int]:
+    """``(width, height)`` of the frames :func:`read_frames` returns for ``max_side`` (shown orientation)."""
+    return _out_size(info.width, info.height, max_side)
 
 
 def _out_size(w: int, h: int, max_side: int | None) -> tuple[int, int]:
@@ -51,10 +63,17 @@ def _source_size(info: VideoInfo, w: int, h: int) -> tuple[int, int] | None:
     return None if (w, h) == (info.width, info.height) else (int(info.width), int(info.height))
 
 
-def _to_rgb(frame: av.VideoFrame, w: int, h: int) -> np.ndarray:
-    """RGB ``(h, w, 3)`` uint8 via swscale (area filter when shrinking)."""
-    interp = "AREA" if (w < frame.width or h < frame.height) else "BILINEAR"
-    return frame.reformat(width=w, height=h, format="rgb24", interpolation=interp).to_ndarray()
+def _to_rgb(frame: av.VideoFrame, w: int, h: int, info: VideoInfo) -> np.ndarray:
+    """RGB ``(h, w, 3)`` uint8 as a player shows the frame: scaled by swscale (area filter when shrinking),
+    then turned and mirrored as the video's display matrix says (``info.rotation`` / ``info.flip``)."""
+    sw, sh = (h, w) if info.rotation in (90, 270) else (w, h)  # the stored frame's output size
+    interp = "AREA" if (sw < frame.width or sh < frame.height) else "BILINEAR"
+    img = frame.reformat(width=sw, height=sh, format="rgb24", interpolation=interp).to_ndarray()
+    if info.rotation:
+        img = np.rot90(img, info.rotation // 90)
+    if info.flip:
+        img = img[:, ::-1]
+    return img
 
 
 def _ticks(info: VideoInfo, tb: Fraction, origin: float) -> np.ndarray:
@@ -116,24 +135,39 @@ class _Decoder:
         if len(targets) == 0:
             return
         state = {"k": 0, "prev": -1}
+        pending: dict[int, av.VideoFrame | None] = {}  # decoded targets waiting for earlier ones
+        high = [-1]  # the highest display index the decoder has returned
 
         def emit(frames):
-            """Match decoded frames against pending targets; yield hits and passed-over misses."""
+            """Match decoded frames against the targets and yield them in display order.
+
+            Decoders may return frames out of display order (MPEG-4 Part 2 packed B-frames in AVI come out
+            1 2 3 5 4 6 8 7 ...): a target is given up as undecodable only when the decoder has gone more than
+            ``_REORDER`` frames past it, or at the end of the stream.
+            """
             for fr in frames:
                 i = self._index(fr, state["prev"])
                 if i < 0:
                     continue
                 state["prev"] = i
-                while state["k"] < len(targets) and targets[state["k"]] < i:
-                    yield state["k"], None
-                    state["k"] += 1
-                while state["k"] < len(targets) and targets[state["k"]] == i:
+                high[0] = max(high[0], i)
+                pos = int(np.searchsorted(targets, i))
+                if pos >= state["k"] and pos < len(targets) and targets[pos] == i and pos not in pending:
                     if fr.is_corrupt:
                         self.corrupt += 1
-                        yield state["k"], None
-                    else:
-                        yield state["k"], fr
-                    state["k"] += 1
+                    pending[pos] = None if fr.is_corrupt else fr
+                yield from resolve(final=False)
+
+        def resolve(final: bool):
+            while state["k"] < len(targets):
+                k = state["k"]
+                if k in pending:
+                    yield k, pending.pop(k)
+                elif final or targets[k] < high[0] - _REORDER:
+                    yield k, None
+                else:
+                    return
+                state["k"] += 1
 
         if strategy == "sequential":
             for pkt in self._packets():
@@ -147,9 +181,7 @@ class _Decoder:
             yield from self._run_seek(targets, state, emit, hybrid=strategy == "hybrid")
         else:
             raise ValueError(f"unknown strategy {strategy!r}; expected one of {STRATEGIES}")
-        while state["k"] < len(targets):
-            yield state["k"], None
-            state["k"] += 1
+        yield from resolve(final=True)
 
     def _run_skip(self, targets, state, emit):
         """One forward pass without seeking. Packets are buffered, not decoded, until the packet of the
@@ -282,7 +314,7 @@ def _read_frames(
             if frame is None:
                 continue
             rows = rows_of[k]
-            pixels[rows[0]] = _to_rgb(frame, w, h)
+            pixels[rows[0]] = _to_rgb(frame, w, h, info)
             for r in rows[1:]:
                 pixels[r] = pixels[rows[0]]
             valid[rows] = True
@@ -387,7 +419,7 @@ def iter_frame_windows(
         n_ok = 0
         for k, frame in dec.run(uniq, _DEFAULT_STRATEGY):
             r0 = int(first[k])
-            img = _to_rgb(frame, w, h) if frame is not None else None
+            img = _to_rgb(frame, w, h, info) if frame is not None else None
             n_ok += img is not None
             for r in range(r0, r0 + int(counts[k])):
                 if r - start >= len(pix):

@@ -13,6 +13,9 @@ agree on which frames, which audio and which time grid. Its rules:
 * audio: ViPER's non-overlapping fragments (:func:`audio_fragments`) at clip level, ``audio_window``-second
   windows centred on each row (:func:`centred_windows`) at frame level, for every sample rate asked for; the
   whole track (``waveform_rate``) for end-to-end models;
+* a truncated file (the container declares more than the data holds; ``VideoInfo.notes`` says so) is
+  sampled over what can be decoded, or with ``span="declared"`` over the declared duration with the missing
+  rows invalid — an explicit choice recorded in the store key when not the default;
 * frames are decoded downscaled to ``max_side`` (``FrameBatch.source_size`` keeps the video's own size, and
   face boxes are always in its pixels).
 
@@ -36,7 +39,7 @@ from typing import Iterator, Literal
 import numpy as np
 
 from affectfuse.errors import MediaError, NoAudioError
-from affectfuse.io.frames import iter_frame_windows, read_frames
+from affectfuse.io.frames import decoded_size, iter_frame_windows, read_frames
 from affectfuse.io.video import probe, read_audio
 from affectfuse.types import AudioFragments, Clip, FrameBatch, VideoInfo
 
@@ -262,6 +265,9 @@ class SamplingSpec:
         audio_window: frame level: seconds of audio centred on each row.
         waveform_rate: also return the whole audio track at this rate (Hz); None = no.
         max_seconds: keep at most this many seconds of the whole track; None = all.
+        span: what a truncated file is sampled over: ``"decodable"`` (the frames and audio that exist, the
+            default) or ``"declared"`` (the duration the container declares: rows past the decodable end are
+            invalid, so the rows keep the times an intact file would give them).
     """
 
     level: Literal["clip", "frame"] = "clip"
@@ -276,6 +282,7 @@ class SamplingSpec:
     audio_window: float = 1.0
     waveform_rate: int | None = None
     max_seconds: float | None = None
+    span: Literal["decodable", "declared"] = "decodable"
 
     def validate(self) -> "SamplingSpec":
         if self.level not in ("clip", "frame"):
@@ -287,6 +294,8 @@ class SamplingSpec:
             raise ValueError(f"SamplingSpec.frame_fps must be > 0, got {self.frame_fps}")
         if self.max_side is not None and self.max_side < 1:
             raise ValueError(f"SamplingSpec.max_side must be a positive number of pixels, got {self.max_side}")
+        if self.span not in ("decodable", "declared"):
+            raise ValueError(f"SamplingSpec.span must be 'decodable' or 'declared', got {self.span!r}")
         if any(r <= 0 for r in self.sample_rates) or not self.audio_window > 0:
             raise ValueError(f"SamplingSpec: sample rates and audio_window must be positive, got "
                              f"{self.sample_rates}, {self.audio_window}")
@@ -333,24 +342,51 @@ def _context(path: Path, info: VideoInfo, frames: FrameBatch, spec: SamplingSpec
     return out
 
 
+def _grid(info: VideoInfo, spec: SamplingSpec) -> np.ndarray:
+    """Frame times to sample from: the decodable frames, and with ``span="declared"`` virtual frames at the
+    nominal rate from the last decodable frame to the declared duration (a truncated file)."""
+    t = info.frame_times
+    if spec.span != "declared" or not info.declared_duration or not info.nominal_fps or not len(t):
+        return t
+    step = 1.0 / info.nominal_fps
+    extra = int(np.ceil((info.declared_duration - t[-1]) * info.nominal_fps - 1e-6)) - 1  # frames before the end
+    return t if extra <= 0 else np.concatenate([t, t[-1] + step * np.arange(1, extra + 1)])
+
+
+def _span_note(info: VideoInfo, virtual: int) -> list[str]:
+    if not virtual:
+        return []
+    return [f"sampled over the declared {info.declared_duration:.2f} s (span='declared'): {virtual} rows past the "
+            f"decodable end ({info.duration:.2f} s) are invalid"]
+
+
 def _sample_clip_level(video_id: str, path: Path, info: VideoInfo, spec: SamplingSpec) -> Clip:
     audio = _Audio(path, info)
-    notes: list[str] = []
+    notes: list[str] = list(info.notes)
     frames, context, video_missing = None, {}, None
     if info.has_video:
-        idx, valid = clip_indices(info.n_frames, spec.frames)
-        times = info.frame_times[idx]
+        grid = _grid(info, spec)
+        idx, valid = clip_indices(len(grid), spec.frames)
+        times = grid[idx]
+        real = idx < info.n_frames
+        valid &= real
         if spec.pixels:
-            frames = read_frames(path, idx, info=info, max_side=spec.max_side)
+            frames = read_frames(path, np.minimum(idx, info.n_frames - 1), info=info, max_side=spec.max_side)
             frames.valid &= valid
+            frames.pixels[~real] = 0
+            frames.times, frames.indices = times, np.where(real, idx, -1)
+            frames.notes = notes + frames.notes
             notes = frames.notes
             context = _context(path, info, frames, spec)
-        if not valid.all():
+        idx = np.where(real, idx, -1)
+        if not valid[real].all():
             notes.append(f"video has {info.n_frames} frames, {spec.frames} requested: "
-                         f"{int((~valid).sum())} rows repeat frames and are invalid")
+                         f"{int((~valid[real]).sum())} rows repeat frames and are invalid")
+        notes += _span_note(info, int((~real).sum()))
     else:
         video_missing = "no video stream (audio-only file): visual rows invalid"
-        times = np.linspace(0.0, max(info.duration, 0.0), spec.frames)
+        end = info.declared_duration if spec.span == "declared" and info.declared_duration else info.duration
+        times = np.linspace(0.0, max(end, 0.0), spec.frames)
         idx = np.full(spec.frames, -1, np.int64)
         valid = np.ones(spec.frames, bool)
     clip = Clip(video_id=video_id, source=path, info=info, times=times.astype(np.float64), indices=idx, valid=valid,
@@ -368,28 +404,45 @@ def _sample_clip_level(video_id: str, path: Path, info: VideoInfo, spec: Samplin
 
 
 def _windows(path: Path, info: VideoInfo, idx: np.ndarray, spec: SamplingSpec) -> Iterator[FrameBatch | np.ndarray]:
-    """Consecutive windows of the sampled rows: decoded frames, or only their indices without pixels."""
+    """Consecutive windows of the sampled rows: decoded frames, or only their indices without pixels; rows
+    past the decodable end (``span="declared"``) come last, as black invalid frames with index -1."""
+    real, virtual = idx[idx < info.n_frames], idx[idx >= info.n_frames]
     if spec.pixels:
-        yield from iter_frame_windows(path, idx, window=spec.window, info=info, max_side=spec.max_side)
+        yield from iter_frame_windows(path, real, window=spec.window, info=info, max_side=spec.max_side)
     else:
-        for s in range(0, len(idx), spec.window):
-            yield idx[s : s + spec.window]
+        for s in range(0, len(real), spec.window):
+            yield real[s : s + spec.window]
+    for s in range(0, len(virtual), spec.window):
+        rows = virtual[s : s + spec.window]
+        if not spec.pixels:
+            yield rows
+            continue
+        w, h = decoded_size(info, spec.max_side)
+        yield FrameBatch(pixels=np.zeros((len(rows), h, w, 3), np.uint8), times=np.zeros(len(rows)), indices=rows,
+                         valid=np.zeros(len(rows), bool))
 
 
 def _sample_frame_level(video_id: str, path: Path, info: VideoInfo, spec: SamplingSpec) -> Iterator[Clip]:
     if not info.has_video:
         raise MediaError(path, "no video stream: frame-level extraction needs video frames")
-    idx = frame_level_indices(info.frame_times, fps=spec.frame_fps, step=spec.frame_step)
-    n_windows = max(1, -(-len(idx) // spec.window))
+    grid = _grid(info, spec)
+    idx = frame_level_indices(grid, fps=spec.frame_fps, step=spec.frame_step)
+    n_real = int((idx < info.n_frames).sum())
+    n_windows = max(1, -(-n_real // spec.window) + -(-(len(idx) - n_real) // spec.window))
     audio = _Audio(path, info)
     for k, w in enumerate(_windows(path, info, idx, spec)):
         frames = w if isinstance(w, FrameBatch) else None
         rows = frames.indices if frames is not None else w
-        times = info.frame_times[rows].astype(np.float64)
-        yield Clip(video_id=video_id, source=path, info=info, times=times, indices=rows, valid=np.ones(len(rows), bool),
+        times = grid[rows].astype(np.float64)
+        real = rows < info.n_frames
+        indices = np.where(real, rows, -1)
+        if frames is not None:
+            frames.times, frames.indices = times, indices
+        notes = list(info.notes) + ([] if frames is None else list(frames.notes)) + _span_note(info, int((~real).sum()))
+        yield Clip(video_id=video_id, source=path, info=info, times=times, indices=indices, valid=real,
                    frames=frames, context={} if frames is None else _context(path, info, frames, spec),
                    fragments=audio.fragments(spec, times), audio_missing=audio.missing,
-                   notes=[] if frames is None else list(frames.notes), window=k, last=k == n_windows - 1)
+                   notes=notes, window=k, last=k == n_windows - 1)
 
 
 def sample(video_id: str, path: str | Path, spec: SamplingSpec, *, info: VideoInfo | None = None) -> Iterator[Clip]:

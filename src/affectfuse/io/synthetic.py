@@ -58,8 +58,15 @@ def write_video(
     gop: int | None = None,
     crf: int = 18,
     seed: int = 0,
+    codec: str | None = None,
+    b_frames: int = 0,
+    rotation: int = 0,
+    hflip: bool = False,
+    vflip: bool = False,
+    faststart: bool = False,
+    audio_duration: float | None = None,
 ) -> np.ndarray:
-    """Write an H.264 + AAC MP4 with known frame times, frame codes and a tone.
+    """Write a video (H.264 + AAC by default) with known frame times, frame codes and a tone.
 
     Args:
         path: output file (``.mp4``).
@@ -76,6 +83,16 @@ def write_video(
         gop: keyframe interval in frames (x264 default when None).
         crf: x264 quality.
         seed: background noise seed.
+        codec: video encoder; default ``libx264`` (``mpeg4`` for ``.avi``, ``libvpx-vp9`` for ``.webm``, whose
+            audio is then Opus at 48 kHz).
+        b_frames: B-frames between reference frames (``mpeg4`` / ``libx264``: decode order then differs from
+            display order).
+        rotation: counter-clockwise degrees written into the display matrix (what phones do); the frames
+            themselves are stored unturned.
+        hflip: display matrix mirrors left-right (after the rotation).
+        vflip: display matrix mirrors top-bottom (after the rotation).
+        faststart: put the MP4 index (moov) before the data, so a file cut short still opens.
+        audio_duration: seconds of audio (default: ``duration``), e.g. shorter to make the audio end early.
 
     Returns:
         the frame presentation times written, seconds ``(T,)`` (empty without video).
@@ -97,20 +114,32 @@ def write_video(
         side = face_size or int(h * 0.75)
         face_img = cv2.resize(face, (side, side), interpolation=cv2.INTER_AREA)
 
-    with av.open(str(path), "w") as out:
+    suffix = path.suffix.lower()
+    vcodec = codec or {".avi": "mpeg4", ".webm": "libvpx-vp9"}.get(suffix, "libx264")
+    acodec, arate = ("libopus", 48000) if suffix == ".webm" else ("aac", sample_rate)
+    opts = {"movflags": "faststart"} if faststart else {}
+    with av.open(str(path), "w", options=opts) as out:
         vs = aus = None
         if video:
-            vs = out.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
+            vs = out.add_stream(vcodec, rate=Fraction(fps).limit_denominator(1001))
             vs.width, vs.height, vs.pix_fmt = w, h, "yuv420p"
             tb = Fraction(1, 1000) if frame_times is not None else Fraction(fps).limit_denominator(1001) ** -1
             vs.time_base = tb
             vs.codec_context.time_base = tb
-            opts = {"crf": str(crf), "preset": "ultrafast", "tune": "zerolatency"}
+            if vcodec == "libx264":
+                vopts = {"crf": str(crf), "preset": "ultrafast"}
+                vopts.update({"bf": str(b_frames)} if b_frames else {"tune": "zerolatency"})
+            elif vcodec == "mpeg4":
+                vopts = {"qscale": "3", "bf": str(b_frames)}
+            else:
+                vopts = {"crf": str(max(crf, 30)), "b": "0", "deadline": "realtime", "cpu-used": "8"}
             if gop:
-                opts["g"] = str(gop)
-            vs.options = opts
+                vopts["g"] = str(gop)
+            vs.options = vopts
+            if rotation or hflip or vflip:
+                vs.set_display_rotation(rotation, hflip=hflip, vflip=vflip)
         if audio:
-            aus = out.add_stream("aac", rate=sample_rate)
+            aus = out.add_stream(acodec, rate=arate)
             aus.layout = "mono"
         if vs is not None:
             for i, t in enumerate(times):
@@ -132,7 +161,8 @@ def write_video(
             for p in vs.encode():
                 out.mux(p)
         if aus is not None:
-            n = int(round(duration * sample_rate))
+            sample_rate = arate
+            n = int(round((duration if audio_duration is None else audio_duration) * sample_rate))
             tt = np.arange(n) / sample_rate
             wave = (0.3 * np.sin(2 * np.pi * tone_hz * tt)).astype(np.float32)
             chunk = 1024

@@ -4,11 +4,12 @@ network references), everything escaped. Numbers in tables are written with 4 de
 from __future__ import annotations
 
 import html
-import re
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+
+from affectfuse._paths import safe_name
 
 __all__ = ["Page", "fmt", "safe_name"]
 
@@ -92,8 +93,3 @@ def fmt(v: Any) -> str:
     if isinstance(v, (float, np.floating)):
         return "–" if not np.isfinite(v) else f"{float(v):.4f}"
     return str(v)
-
-
-def safe_name(text: str) -> str:
-    """A file-name-safe form of a video id (at most 80 characters)."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", str(text)).strip("._")[:80] or "x"

@@ -9,8 +9,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from affectfuse._paths import unique_names
 from affectfuse.reporting import plots
-from affectfuse.reporting.html import Page, safe_name
+from affectfuse.reporting.html import Page
 
 __all__ = ["prediction_report"]
 
@@ -84,9 +85,9 @@ def prediction_report(frames: pd.DataFrame, out_dir, *, summary: pd.DataFrame | 
         page.table(list(summary.columns), summary.itertuples(index=False, name=None))
 
     means: list[list[Any]] = []
-    used: set[str] = set()
     plots_html: list[tuple[str, str]] = []
     vid_col = frames["video_id"].astype(str)
+    names = unique_names(vids)  # ids are free text: never a path out of the folder (see _paths)
     for v in vids:
         g = frames[vid_col == v]
         if has_time:
@@ -101,12 +102,7 @@ def prediction_report(frames: pd.DataFrame, out_dir, *, summary: pd.DataFrame | 
         means.append([v, len(g), int(face.sum())] + m.tolist())
         if not cols:
             continue
-        name = safe_name(v)
-        stem, k = f"timeline_{name}", 1
-        while stem in used:
-            k += 1
-            stem = f"timeline_{name}_{k}"
-        used.add(stem)
+        stem = f"timeline_{names[v]}"
         f = plots.plot_timeline(t, vals, [str(c) for c in cols], out / f"{stem}.png", face=face if has_face else None,
                                 title=f"{v}" + (f" — no face in {int((~face).sum())} of {len(face)} frames"
                                                 if has_face and (~face).any() else ""))

@@ -29,6 +29,7 @@ from affectfuse._config import field_names, to_dict
 from affectfuse.data.dataset import FeatureDataset, Standardizer, collate
 from affectfuse.data.labels import Labels
 from affectfuse.data.raw import RAW_MODALITIES
+from affectfuse.errors import TrainingError
 from affectfuse.features.store import FeatureStore
 from affectfuse.inference.run import (
     Run,
@@ -247,11 +248,18 @@ class _Trainer:
         prog = _Progress(int(state["epoch"]) + 1, float(state["best"]), int(state["best_epoch"]), list(state["history"]))
         if self.folder.early_stopped:
             prog.start = self.cfg.epochs  # finished by early stopping: nothing left to train
+        if prog.history:  # last.pt is the truth (a kill may land between writing it and history.csv)
+            self.folder.write_history(prog.history)
         log(f"resuming {self.folder.path} from epoch {prog.start + 1}")
         return prog
 
     def epoch(self, epoch: int, train_ds) -> tuple[float, int]:
-        """One pass over the training split (seeded by epoch); returns (summed loss, steps)."""
+        """One pass over the training split (seeded by epoch); returns (summed loss, steps).
+
+        The loss is checked before ``backward`` and the gradient norm before the optimiser step, so the weights
+        never take a non-finite value; either fault raises :class:`TrainingError` (see :meth:`_fault`) before
+        anything of this epoch is written.
+        """
         cfg = self.cfg
         seed_everything(cfg.seed * 100003 + epoch)  # data order, dropout (and numpy-driven SpecAugment) of this epoch
         gen = torch.Generator().manual_seed(cfg.seed * 100003 + epoch)
@@ -259,22 +267,52 @@ class _Trainer:
                                              collate_fn=getattr(train_ds, "collate_fn", collate),
                                              num_workers=cfg.num_workers, drop_last=False)
         self.model.train()
+        params = [p for p in self.model.parameters() if p.requires_grad]
         total, steps = 0.0, 0
         for batch in loader:
             batch = batch.to(self.device)
             loss = self.loss_fn(self.model(batch), batch)
+            value = float(loss.detach())  # host syncs per step: this one and the gradient norm's below
+            if not math.isfinite(value):
+                raise self._fault(epoch, steps + 1, f"the loss is {value}")
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
-            if cfg.grad_clip:
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+            grads = [p.grad for p in params if p.grad is not None]
+            norm = torch.nn.utils.get_total_norm(grads) if grads else torch.zeros(())
+            if not math.isfinite(float(norm)):
+                raise self._fault(epoch, steps + 1, f"the gradient norm is {float(norm)} (the loss was {value:.6g})")
+            if cfg.grad_clip:  # = clip_grad_norm_, reusing the norm just computed
+                torch.nn.utils.clip_grads_with_norm_(params, cfg.grad_clip, norm)
             self.opt.step()
             if self.ema is not None:
                 self.ema.update(self.model)
-            total += float(loss.detach())
+            total += value
             steps += 1
             if cfg.max_steps_per_epoch and steps >= cfg.max_steps_per_epoch:
                 break
+        named = list(self.model.named_parameters())
+        finite = torch.stack([torch.isfinite(p).all() for _, p in named]) if named else torch.ones(1, dtype=bool)
+        if not bool(finite.all()):  # finite gradients can still overflow the weights (e.g. a huge learning rate)
+            bad = [n for (n, _), ok in zip(named, finite.tolist()) if not ok]
+            raise self._fault(epoch, steps, f"the weights became non-finite ({', '.join(bad[:3])})")
         return total, steps
+
+    def _fault(self, epoch: int, step: int, what: str) -> TrainingError:
+        """The error for a non-finite loss / gradient at ``step`` (1-based) of ``epoch`` (0-based here).
+
+        Nothing of the failed epoch has been written at this point, so the run folder holds the state after
+        the last finished epoch: ``checkpoints/last.pt`` (resume), ``model.safetensors`` and ``history.csv``.
+        """
+        lr = self.opt.param_groups[-1]["lr"]
+        ckpt = self.folder.file(self.folder.CHECKPOINT)
+        if epoch > 0 and ckpt.exists():
+            kept = f"the last good checkpoint (epoch {epoch}) is kept in {ckpt}"
+        else:
+            kept = "no epoch had finished, so there is no checkpoint to resume from"
+        return TrainingError(f"{self.folder.path}: training stopped at epoch {epoch + 1}, step {step}: {what} "
+                             f"(learning rate {lr:g}); {kept}. Lower the learning rate, set grad_clip, or check the "
+                             f"data, then train again (a new --out, or the same one after fixing the data)",
+                             run=self.folder.path, epoch=epoch + 1, step=step)
 
     def checkpoint(self, epoch: int, prog: _Progress, score: float) -> None:
         """Keep the weights when the dev score improved, step the scheduler, save ``last.pt`` and the history."""
@@ -335,6 +373,11 @@ def train(labels: Labels | str | Path, store: FeatureStore | str | Path | None, 
 
     Returns:
         metrics per split (also in ``out/metrics.json``).
+
+    Raises:
+        TrainingError: the loss or the gradients became NaN / Inf; the message names the epoch, the step and the
+            run folder. Nothing of that epoch is written: ``checkpoints/last.pt``, ``model.safetensors`` and
+            ``history.csv`` stay as the last finished epoch left them, so a resume continues from there.
     """
     # 1. inputs
     cfg = config.validate()

@@ -1,0 +1,127 @@
+"""The CLI speaks for the package's errors: one line ``affectfuse <command>: error: ...``, exit code 2, no traceback
+(``AFFECTFUSE_DEBUG=1``: the traceback too). Data: a small GENERATED feature dataset."""
+
+from __future__ import annotations
+
+import errno
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from affectfuse.cli import _predict, main
+from affectfuse.data.synthetic import make_feature_dataset
+from affectfuse.errors import MediaError
+from affectfuse.inference.run_folder import RunFolder
+
+MODS = "visual=generated_visual,audio=generated_audio"
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    d = tmp_path_factory.mktemp("gen")
+    make_feature_dataset(d / "store", d / "labels.csv", n=30, rows=8, dims={"visual": 6, "audio": 4})
+    lab = pd.read_csv(d / "labels.csv", dtype=str)
+    lab.loc[3, "Fear"] = "nan"  # line 5 of the file (line 1 is the header)
+    lab.to_csv(d / "nan_labels.csv", index=False)
+    return d
+
+
+def _train_args(data: Path, out: Path, labels: str = "labels.csv") -> list[str]:
+    return ["train", "--task", "reaction", "--labels", str(data / labels), "--features", str(data / "store"),
+            "--modalities", MODS, "--model", "early_fusion_small", "--epochs", "1", "--out", str(out), "--quiet"]
+
+
+def _cli(args: list[str], **env: str) -> subprocess.CompletedProcess:
+    """``python -m affectfuse ARGS`` as a user runs it (the real entry point, its real stderr)."""
+    environ = {k: v for k, v in os.environ.items() if k != "AFFECTFUSE_DEBUG"} | env
+    return subprocess.run([sys.executable, "-m", "affectfuse", *args], capture_output=True, text=True, env=environ,
+                          timeout=120)
+
+
+def _one_error_line(err: str, command: str) -> str:
+    assert "Traceback" not in err, err
+    lines = [ln for ln in err.splitlines() if ln.startswith(f"affectfuse {command}: error: ")]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+def test_a_nan_label_is_one_line_naming_the_file_and_the_row(data, tmp_path):
+    res = _cli(_train_args(data, tmp_path / "r", "nan_labels.csv"))
+    assert res.returncode == 2, res.stderr
+    line = _one_error_line(res.stderr, "train")
+    assert f"{data / 'nan_labels.csv'}, line 5: target 'Fear' is missing or not a number" in line
+
+
+def test_affectfuse_debug_shows_the_traceback_then_the_same_line(data, tmp_path):
+    res = _cli(_train_args(data, tmp_path / "r", "nan_labels.csv"), AFFECTFUSE_DEBUG="1")
+    assert res.returncode == 2
+    assert "Traceback (most recent call last)" in res.stderr and "LabelError" in res.stderr
+    last = res.stderr.strip().splitlines()[-1]
+    assert last.startswith("affectfuse train: error: ") and "line 5: target 'Fear'" in last
+
+
+def test_a_media_error_is_one_line(tmp_path, monkeypatch, capsys):
+    bad = tmp_path / "notes.mp4"
+    bad.write_text("not a video")
+
+    def predict(videos, run, **kw):  # where a MediaError escapes a command
+        raise MediaError(videos[0], "cannot be read as a media container")
+
+    monkeypatch.setattr(_predict, "predict", predict)
+    assert main(["predict", str(bad), "--run", str(tmp_path / "run"), "--out", str(tmp_path / "p.csv")]) == 2
+    line = _one_error_line(capsys.readouterr().err, "predict")
+    assert line == f"affectfuse predict: error: {bad}: cannot be read as a media container"
+
+
+def test_an_unknown_config_field_is_one_line_listing_the_accepted_fields(data, tmp_path, capsys):
+    (tmp_path / "cfg.yaml").write_text("epochs: 1\nlearning_rate: 0.1\n")
+    rc = main(_train_args(data, tmp_path / "r") + ["--config", str(tmp_path / "cfg.yaml")])
+    assert rc == 2
+    line = _one_error_line(capsys.readouterr().err, "train")
+    assert "unknown field(s) ['learning_rate']" in line and "accepted fields:" in line and " lr," in line
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux)")
+def test_a_full_disk_names_the_file(data, tmp_path, monkeypatch, capsys):
+    # history.csv goes to /dev/full: a real ENOSPC, raised by the file object without a file name
+    monkeypatch.setattr(RunFolder, "HISTORY", "/dev/full")
+    assert main(_train_args(data, tmp_path / "r")) == 2
+    line = _one_error_line(capsys.readouterr().err, "train")
+    assert line == f"affectfuse train: error: /dev/full: {os.strerror(errno.ENOSPC)}"
+
+
+@pytest.mark.parametrize("code", [errno.EROFS, errno.EACCES])
+def test_a_read_only_or_forbidden_folder_names_the_path(data, tmp_path, monkeypatch, capsys, code):
+    def write_config(self, cfg):
+        raise OSError(code, os.strerror(code), str(self.file(self.CONFIG)))
+
+    monkeypatch.setattr(RunFolder, "write_config", write_config)
+    assert main(_train_args(data, tmp_path / "r")) == 2
+    line = _one_error_line(capsys.readouterr().err, "train")
+    assert line == f"affectfuse train: error: {tmp_path / 'r' / 'config.yaml'}: {os.strerror(code)}"
+
+
+def test_a_full_feature_store_database_names_the_database(tmp_path, monkeypatch, capsys):
+    src = tmp_path / "npy"
+    src.mkdir()
+    for i in range(4):
+        np.save(src / f"v{i}.npy", np.random.default_rng(i).random((2000, 64), dtype=np.float32))
+    real = sqlite3.connect
+
+    def small_connect(*args, **kwargs):  # a database that may grow to 40 pages: SQLITE_FULL on the first put
+        conn = real(*args, **kwargs)
+        conn.execute("PRAGMA max_page_count = 40")
+        return conn
+
+    monkeypatch.setattr(sqlite3, "connect", small_connect)
+    rc = main(["import-features", str(src), "--modality", "fau", "--out", str(tmp_path / "store")])
+    assert rc == 2
+    line = _one_error_line(capsys.readouterr().err, "import-features")
+    assert line == (f"affectfuse import-features: error: no space left on device while writing to {tmp_path / 'store'}/ "
+                    "(sqlite: database or disk is full): free space and run again; entries already written are intact")
