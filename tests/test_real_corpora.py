@@ -20,7 +20,8 @@ from affectfuse.io.sampling import SamplingSpec, clip_indices, sample, sample_cl
 from affectfuse.io.synthetic import read_frame_code, write_video
 from affectfuse.io.video import orientation, probe, read_audio
 
-OPENCV_AVIS = ("Megamind.avi", "Megamind_bugy.avi", "tree.avi", "vtest.avi")
+REAL_VIDEOS = [("opencv-media", n) for n in ("Megamind.avi", "Megamind_bugy.avi", "tree.avi", "vtest.avi")] + [
+    ("pyfeat-media", n) for n in ("single_face.mp4", "WolfgangLanger_Pexels.mp4", "face_noface.mov", "no_face.mp4")]
 
 
 def _ffmpeg_frames(path) -> dict[int, str]:
@@ -34,9 +35,9 @@ def _md5(img) -> str:
 
 
 # ----------------------------------------------------------------------------------------- AVI, B-frames
-@pytest.mark.parametrize("name", OPENCV_AVIS)
-def test_opencv_avis_decode_every_frame_ffmpeg_decodes_in_display_order(name, real_asset):
-    path = real_asset("opencv-media", name)
+@pytest.mark.parametrize("group, name", REAL_VIDEOS)
+def test_real_videos_decode_every_frame_ffmpeg_decodes_in_display_order(group, name, real_asset):
+    path = real_asset(group, name)
     ref = _ffmpeg_frames(path)
     info = probe(path)
     assert info.n_frames == len(ref), "one frame time per frame FFmpeg decodes"
