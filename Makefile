@@ -24,7 +24,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt Makefile
 	test -x $(VPY) || $(PY) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e ".[dev,faces,text,report]"
+	$(PIP) install -q -e ".[dev,faces,text,report,onnx,distributed]"
 	$(PIP) install -q --no-deps $(NODEPS)
 	touch $@
 

@@ -249,7 +249,7 @@ def test_store_identity_records_columns_config_and_creation_keywords(clips, tmp_
                   progress=False)
     ident = FeatureStore(tmp_path / "s").identity(rep.keys[FACE])
     assert ident["columns"] == list(EXPRESSIONS) and ident["dim"] == 7
-    assert ident["config"] == {"output": "probs", "batch_size": 4}
+    assert ident["config"] == {"output": "probs", "batch_size": 4, "backend": "auto"}
     assert ident["create_kwargs"] == {"output": "probs", "batch_size": 4}
     assert "batch_size" not in ident["params"], "a runtime field does not change the key"
     assert rep.keys[FACE] == extract([clips], tmp_path / "s2", _cfg(), progress=False).keys[FACE]

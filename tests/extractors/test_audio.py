@@ -426,3 +426,17 @@ def test_resemblyzer_padding_volume_and_dtype():
     assert ((bf * out).sum(1)).min() > 0.98
     silent = ex(ExtractorInput(audio=np.zeros((2, 800), np.float32), audio_lengths=np.array([800, 0]))).values
     assert np.isfinite(silent).all() and np.all(silent[1] == 0)
+
+
+@pytest.mark.parametrize("sr, n_fft, n_mels, fmin, fmax, scale", [
+    (16000, 400, 40, 0.0, None, "slaney"), (16000, 512, 128, 0.0, None, "slaney"), (44100, 1024, 64, 0.0, None, "htk"),
+    (16000, 400, 80, 20.0, 7600.0, "slaney")])
+def test_mel_filters_match_transformers(sr, n_fft, n_mels, fmin, fmax, scale):
+    from transformers.audio_utils import mel_filter_bank
+
+    from affectfuse.extractors.audio.logmel import mel_filters
+
+    ref = mel_filter_bank(num_frequency_bins=n_fft // 2 + 1, num_mel_filters=n_mels, min_frequency=fmin,
+                          max_frequency=fmax or sr / 2, sampling_rate=sr, norm="slaney" if scale == "slaney" else None,
+                          mel_scale=scale)
+    np.testing.assert_allclose(mel_filters(sr, n_fft, n_mels, fmin, fmax, scale), ref, rtol=1e-5, atol=1e-7)

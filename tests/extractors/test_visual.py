@@ -445,3 +445,27 @@ def test_bfloat16_on_cpu_without_bf16_units_warns(monkeypatch):
         m = tu.prepare_module(lin, torch.bfloat16, "cpu")
         tu.prepare_module(torch.nn.Linear(2, 2), torch.float32, "cpu")
     assert m.weight.dtype == torch.bfloat16 and not m.training and not m.weight.requires_grad
+
+
+def test_own_mobilenet_v2_is_torchvisions_and_extraction_does_not_import_torchvision():
+    import subprocess
+    import sys
+
+    from affectfuse._compat import import_torchvision
+    from affectfuse.extractors._torch_utils import load_state_dict, load_weights_into
+    from affectfuse.extractors.visual.mobilenet import mobilenet_v2, mobilenet_v2_weights_path
+
+    tv = import_torchvision()
+    path = mobilenet_v2_weights_path()
+    ref, own = tv.models.mobilenet_v2(weights=None).eval(), mobilenet_v2().eval()
+    load_weights_into(ref, load_state_dict(path), path)
+    load_weights_into(own, load_state_dict(path), path)
+    x = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        torch.testing.assert_close(own(x), ref(x), rtol=0, atol=0)
+    code = ("import sys, numpy as np\nfrom affectfuse.extractors import create_extractor, ExtractorInput\n"
+            "ex = create_extractor('mobilenetv2_imagenet', backend='torch')\n"
+            "ex(ExtractorInput(images=np.zeros((1, 224, 224, 3), np.uint8)))\n"
+            "print('torchvision' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out[-1] == "False"

@@ -53,10 +53,16 @@ def add_parser(sub, name: str) -> None:
     p.add_argument("--no-face", dest="no_face", choices=["mask", "full_frame", "previous"],
                    help="rows without a face: mask (invalid), full_frame or previous crop")
     p.add_argument("--margin", type=float, dest="face_margin")
-    p.add_argument("--workers", type=int, help="decoding processes (default 1; 0 = none)")
+    p.add_argument("--workers", type=int, help="decoding / face processes (default 1, or none for a single video; "
+                                                "0 = prepare in this process)")
     p.add_argument("--batch-rows", type=int, dest="batch_rows")
     p.add_argument("--float16", action="store_true", default=None, help="store values as float16")
     p.add_argument("--overwrite", action="store_true", default=None, help="recompute existing entries")
+    p.add_argument("--device", help="where the backbones run: auto (the GPU where one is present; default), cpu, "
+                                    "cuda, cuda:N")
+    p.add_argument("--backend", choices=["auto", "torch", "onnx"],
+                   help="auto (ONNX Runtime for float32 on the CPU when installed, else PyTorch; default), torch "
+                        "(eager) or onnx; the features are the same to 1e-4 and keep their keys")
     p.add_argument("--timeout", type=float,
                    help="seconds a video may go without progress before it is stopped and recorded as failed "
                         "(default 300; 0 = no limit; needs --workers >= 1)")
@@ -71,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     base = from_yaml(ExtractConfig, Path(args.config)) if args.config else ExtractConfig()
     over: dict[str, Any] = {k: getattr(args, k) for k in (
         "frames", "level", "frame_step", "frame_fps", "face_detector", "no_face", "face_margin", "workers",
-        "batch_rows", "float16", "overwrite", "timeout", "span") if getattr(args, k, None) is not None}
+        "batch_rows", "float16", "overwrite", "timeout", "span", "device", "backend") if getattr(args, k, None) is not None}
     names = tuple(n.strip() for n in args.extractors.split(",") if n.strip())
     params = {**base.extractor_params}
     for n, kv in parse_sets(args.set).items():

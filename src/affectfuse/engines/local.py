@@ -17,7 +17,7 @@ import os
 import queue
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator
 
 from affectfuse.engines.base import Engine, Job, Result
@@ -55,6 +55,12 @@ def _single_thread() -> None:
 def _worker_main(wid: int, prepare: Callable[[Job], Iterable[Any]], inbox, results) -> None:
     """A worker's loop: take ``(seq, job)`` from ``inbox``, send its parts, then its end; None stops."""
     _single_thread()
+    warm = getattr(prepare, "warm", None)
+    if callable(warm):
+        try:
+            warm()  # load the models while the caller loads its own
+        except Exception:  # noqa: BLE001 - a model that cannot load fails the first job, with its message
+            pass
     while True:
         item = inbox.get()
         if item is None:
@@ -83,12 +89,101 @@ class _Worker:
     started: bool = False  # the worker has taken its job (start-up time does not count against the limit)
 
 
-@dataclass
-class _State:
-    jobs: Iterator[Job]
-    workers: dict[int, _Worker] = field(default_factory=dict)
-    seq: int = 0
-    next_wid: int = 0
+class _Pool:
+    """The worker processes of one :meth:`ProcessEngine.run`, the jobs they hold and the queue they answer on."""
+
+    def __init__(self, engine: "ProcessEngine", prepare: Callable[[Job], Iterable[Any]]) -> None:
+        self.ctx = mp.get_context("spawn")
+        self.engine, self.prepare = engine, prepare
+        self.results = self.ctx.Queue(maxsize=engine.queue_size)
+        self.workers: dict[int, _Worker] = {}
+        self.jobs: Iterator[Job] = iter(())
+        self.seq = 0
+        self.next_wid = 0
+        for _ in range(engine.workers):
+            self.start()
+
+    def start(self) -> _Worker:
+        inbox = self.ctx.Queue()
+        proc = self.ctx.Process(target=_worker_main, args=(self.next_wid, self.prepare, inbox, self.results),
+                                daemon=True, name=f"affectfuse-worker-{self.next_wid}")
+        proc.start()
+        w = self.workers[self.next_wid] = _Worker(proc, inbox)
+        self.next_wid += 1
+        return w
+
+    def assign(self, w: _Worker) -> None:
+        w.job = next(self.jobs, None)
+        if w.job is not None:
+            w.seq, self.seq = self.seq, self.seq + 1
+            w.since, w.started = time.monotonic(), False
+            w.inbox.put((w.seq, w.job))
+
+    def serve(self, jobs: Iterable[Job]) -> Iterator[Result]:
+        self.jobs = iter(jobs)
+        for w in list(self.workers.values()):
+            self.assign(w)
+        checked = time.monotonic()
+        while any(w.job is not None for w in self.workers.values()):
+            if time.monotonic() - checked > _POLL_S:
+                checked = time.monotonic()
+                yield from self.reap()
+            try:
+                kind, wid, seq, payload = self.results.get(timeout=_POLL_S)
+            except queue.Empty:
+                yield from self.reap()
+                continue
+            w = self.workers.get(wid)
+            if w is None or w.job is None or seq != w.seq:
+                continue  # a message of a job that already ended (its worker was replaced)
+            w.since = time.monotonic()
+            if kind == "start":
+                w.started = True
+                continue
+            if kind == "part":
+                yield Result(w.job, payload)
+                continue
+            job = w.job
+            self.assign(w)
+            yield Result(job, end=True, lost=payload if kind == "lost" else None)
+
+    def reap(self) -> Iterator[Result]:
+        """Busy workers that died or stalled: end their jobs as lost, replace them, give the new ones work."""
+        now, timeout = time.monotonic(), self.engine.timeout
+        for wid, w in list(self.workers.items()):
+            if w.job is None:
+                continue
+            if w.proc.is_alive():
+                if not timeout or not w.started or now - w.since <= timeout:
+                    continue
+                w.proc.kill()
+                w.proc.join(timeout=5.0)
+                why = (f"no progress for {timeout:.0f} s (the decoder hangs on this file?): its worker was stopped "
+                       "and the file recorded as failed")
+            else:
+                why = f"the worker process preparing this file died (exit code {w.proc.exitcode}); it was not retried"
+            job = w.job
+            del self.workers[wid]
+            self.assign(self.start())
+            yield Result(job, end=True, lost=f"{job.path}: {why}")
+
+    def stop(self) -> None:
+        try:  # parts nobody will read: drained so that no worker blocks on a full queue
+            while True:
+                self.results.get_nowait()
+        except (queue.Empty, OSError, ValueError):
+            pass
+        for w in self.workers.values():
+            if w.proc.is_alive():
+                try:
+                    w.inbox.put_nowait(None)
+                except Exception:  # noqa: BLE001 - a broken queue: terminate below
+                    pass
+        for w in self.workers.values():
+            w.proc.join(timeout=2.0)
+            if w.proc.is_alive():
+                w.proc.terminate()
+                w.proc.join(timeout=2.0)
 
 
 class ProcessEngine:
@@ -110,98 +205,29 @@ class ProcessEngine:
         self.in_flight = self.workers
         self.queue_size = int(queue_size or 2 * self.workers)
         self.timeout = float(timeout)
+        self._pool: _Pool | None = None
+
+    def prestart(self, prepare: Callable[[Job], Iterable[Any]]) -> None:
+        """Start the workers now: they import what ``prepare`` needs and warm it up (``prepare.warm()``, e.g. the
+        face detector) while the caller loads its own models; the next :meth:`run` with the same ``prepare`` uses
+        them."""
+        if self._pool is None:
+            self._pool = _Pool(self, prepare)
+
+    def close(self) -> None:
+        """Stop workers started by :meth:`prestart` and not used by a run."""
+        if self._pool is not None:
+            self._pool.stop()
+            self._pool = None
 
     def run(self, prepare: Callable[[Job], Iterable[Any]], jobs: Iterable[Job]) -> Iterator[Result]:
-        ctx = mp.get_context("spawn")
-        results = ctx.Queue(maxsize=self.queue_size)
-        st = _State(iter(jobs))
-
-        def start() -> None:
-            inbox = ctx.Queue()
-            proc = ctx.Process(target=_worker_main, args=(st.next_wid, prepare, inbox, results), daemon=True,
-                               name=f"affectfuse-worker-{st.next_wid}")
-            proc.start()
-            st.workers[st.next_wid] = _Worker(proc, inbox)
-            st.next_wid += 1
-
-        def assign(w: _Worker) -> None:
-            w.job = next(st.jobs, None)
-            if w.job is not None:
-                w.seq, st.seq = st.seq, st.seq + 1
-                w.since, w.started = time.monotonic(), False
-                w.inbox.put((w.seq, w.job))
-
+        if self._pool is not None and self._pool.prepare is not prepare:
+            self.close()  # started for another prepare
+        pool, self._pool = self._pool or _Pool(self, prepare), None
         try:
-            for _ in range(self.workers):
-                start()
-            for w in list(st.workers.values()):
-                assign(w)
-            checked = time.monotonic()
-            while any(w.job is not None for w in st.workers.values()):
-                if time.monotonic() - checked > _POLL_S:
-                    checked = time.monotonic()
-                    yield from self._reap(st, start, assign, self.timeout)
-                try:
-                    kind, wid, seq, payload = results.get(timeout=_POLL_S)
-                except queue.Empty:
-                    yield from self._reap(st, start, assign, self.timeout)
-                    continue
-                w = st.workers.get(wid)
-                if w is None or w.job is None or seq != w.seq:
-                    continue  # a message of a job that already ended (its worker was replaced)
-                w.since = time.monotonic()
-                if kind == "start":
-                    w.started = True
-                    continue
-                if kind == "part":
-                    yield Result(w.job, payload)
-                    continue
-                job = w.job
-                assign(w)
-                yield Result(job, end=True, lost=payload if kind == "lost" else None)
+            yield from pool.serve(jobs)
         finally:
-            self._stop(st, results)
-
-    @staticmethod
-    def _reap(st: _State, start, assign, timeout: float) -> Iterator[Result]:
-        """Busy workers that died or stalled: end their jobs as lost, replace them, give the new ones work."""
-        now = time.monotonic()
-        for wid, w in list(st.workers.items()):
-            if w.job is None:
-                continue
-            if w.proc.is_alive():
-                if not timeout or not w.started or now - w.since <= timeout:
-                    continue
-                w.proc.kill()
-                w.proc.join(timeout=5.0)
-                why = (f"no progress for {timeout:.0f} s (the decoder hangs on this file?): its worker was stopped "
-                       "and the file recorded as failed")
-            else:
-                why = f"the worker process preparing this file died (exit code {w.proc.exitcode}); it was not retried"
-            job = w.job
-            del st.workers[wid]
-            start()
-            assign(st.workers[st.next_wid - 1])
-            yield Result(job, end=True, lost=f"{job.path}: {why}")
-
-    @staticmethod
-    def _stop(st: _State, results) -> None:
-        try:  # parts nobody will read: drained so that no worker blocks on a full queue
-            while True:
-                results.get_nowait()
-        except (queue.Empty, OSError, ValueError):
-            pass
-        for w in st.workers.values():
-            if w.proc.is_alive():
-                try:
-                    w.inbox.put_nowait(None)
-                except Exception:  # noqa: BLE001 - a broken queue: terminate below
-                    pass
-        for w in st.workers.values():
-            w.proc.join(timeout=2.0)
-            if w.proc.is_alive():
-                w.proc.terminate()
-                w.proc.join(timeout=2.0)
+            pool.stop()
 
 
 def create_engine(workers: int, *, timeout: float = 0.0) -> Engine:

@@ -66,11 +66,16 @@ class ExtractConfig:
         no_face: ``"mask"`` (row invalid), ``"full_frame"`` (ViPER's code) or ``"previous"`` (last crop).
         max_side: frames are decoded downscaled so that their longer side is at most this.
         float16: store values as float16.
-        workers: decoding / face processes; 0 decodes in the main process (no time limit then).
+        workers: decoding / face processes; 0 decodes in the main process (no time limit then); None (default) =
+            1, or 0 when there is a single video to prepare (no process start-up for one short clip).
         batch_rows: rows (frames / fragments) per backbone call, across videos.
         overwrite: recompute entries that already exist.
         span: what a truncated file is sampled over: ``"decodable"`` (what the data holds) or ``"declared"``
             (the container's duration; rows past the data are invalid). See :mod:`affectfuse.io.sampling`.
+        device: where the backbones run: ``"auto"`` (the GPU where one is present), ``"cpu"``, ``"cuda"``,
+            ``"cuda:N"``; given to every extractor that has a ``device`` (``--set NAME.device=...`` still wins).
+        backend: ``"auto"`` (ONNX Runtime for float32 on the CPU when installed, else PyTorch), ``"torch"`` or
+            ``"onnx"``; given to every extractor that has a ``backend`` like ``device``. Neither changes the keys.
         timeout: seconds a video may go without progress (clip level: its whole preparation; frame level: one
             window) before its worker is stopped and the file recorded as failed; 0 = no limit.
     """
@@ -90,10 +95,12 @@ class ExtractConfig:
     no_face: Literal["mask", "full_frame", "previous"] = "mask"
     max_side: int = 1280
     float16: bool = False
-    workers: int = 1
+    workers: int | None = None
     batch_rows: int = 64
     overwrite: bool = False
     span: Literal["decodable", "declared"] = "decodable"
+    device: str = "auto"
+    backend: Literal["auto", "torch", "onnx"] = "auto"
     timeout: float = 300.0
 
     def validate(self) -> "ExtractConfig":
@@ -109,8 +116,12 @@ class ExtractConfig:
             raise ValueError(f"ExtractConfig.no_face must be mask / full_frame / previous, got {self.no_face!r}")
         if self.face_select not in ("largest", "score"):
             raise ValueError(f"ExtractConfig.face_select must be 'largest' or 'score', got {self.face_select!r}")
-        if self.workers < 0 or self.batch_rows < 1 or self.window < 1 or self.max_side < 32:
+        if (self.workers is not None and self.workers < 0) or self.batch_rows < 1 or self.window < 1 or self.max_side < 32:
             raise ValueError("ExtractConfig: workers >= 0, batch_rows >= 1, window >= 1, max_side >= 32 expected")
+        if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
+            raise ValueError(f"ExtractConfig.device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        if self.backend not in ("auto", "torch", "onnx"):
+            raise ValueError(f"ExtractConfig.backend must be auto, torch or onnx, got {self.backend!r}")
         if self.span not in ("decodable", "declared"):
             raise ValueError(f"ExtractConfig.span must be 'decodable' or 'declared', got {self.span!r}")
         if not self.timeout >= 0:
@@ -133,6 +144,8 @@ class ExtractReport:
         keys: extractor name → store key.
         seconds: wall time.
         interrupted: the run was stopped before the end.
+        stages: busy seconds per stage: ``decode`` / ``faces`` / ``crops`` (summed over the workers), each
+            extractor and ``store`` (this process).
     """
 
     done: list[tuple[str, str]] = field(default_factory=list)
@@ -142,6 +155,7 @@ class ExtractReport:
     keys: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
     interrupted: bool = False
+    stages: dict[str, float] = field(default_factory=dict)
 
     @property
     def failed_videos(self) -> list[str]:

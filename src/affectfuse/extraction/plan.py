@@ -13,8 +13,11 @@ it is cheap to send to worker processes.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
+
+from affectfuse._registry import EXTRACTORS
 
 from affectfuse.extraction.config import ExtractConfig, expand_extractors
 from affectfuse.extractors.base import Extractor, create_extractor
@@ -91,8 +94,18 @@ class Stream:
                 "create_kwargs": self.create_kwargs, "sampling": self.sampling, "decoding": dict(DECODING)}
 
 
+def resolve_device(device: str) -> str:
+    """``"auto"`` → ``"cuda"`` where a GPU is present, else ``"cpu"``; other names as given."""
+    if device != "auto":
+        return device
+    import torch  # heavy: asked only when the device is resolved
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def make_streams(cfg: ExtractConfig, extractors: list[Extractor] | None = None) -> list[Stream]:
-    """The run's streams: ``cfg.extractors`` created by name (sets expanded), or the given extractor objects.
+    """The run's streams: ``cfg.extractors`` created by name (sets expanded), with ``cfg.device`` / ``cfg.backend``
+    for the extractors that take them (unless their parameters name one), or the given extractor objects.
 
     Raises:
         KeyError / TypeError / ValueError: an unknown extractor, parameter or value (before any video is read).
@@ -100,8 +113,12 @@ def make_streams(cfg: ExtractConfig, extractors: list[Extractor] | None = None) 
     if extractors is not None:
         made = [(ex, ex.modality, cfg.extractor_params.get(ex.name, {})) for ex in extractors]
     else:
-        made = [(create_extractor(name, **params), modality, params)
-                for name, params, modality in expand_extractors(cfg.extractors, cfg.extractor_params)]
+        runtime = {"device": resolve_device(cfg.device), "backend": cfg.backend}
+        made = []
+        for name, params, modality in expand_extractors(cfg.extractors, cfg.extractor_params):
+            accepted = {f.name for f in dataclasses.fields(EXTRACTORS.get(name).Config)}
+            given = {k: v for k, v in runtime.items() if k in accepted and k not in params}
+            made.append((create_extractor(name, **params, **given), modality, params))
     return [Stream(ex, modality or ex.modality, dict(kw), sampling_identity(ex, cfg)) for ex, modality, kw in made]
 
 

@@ -9,6 +9,7 @@ from the same boxes (source-frame pixels, whatever size the frames were decoded 
 from __future__ import annotations
 
 import os
+import time
 import traceback
 from dataclasses import dataclass, field
 from typing import Any, Iterator
@@ -54,6 +55,8 @@ class Prepared:
         video: :func:`video_summary` of the file.
         decoding: :func:`~affectfuse.io.video.decoding_record` of the file.
         window: index of this part; last: whether it ends the video.
+        seconds: time this part took per stage in its worker: ``decode`` (decode and sample), ``faces``
+            (detection), ``crops`` (crops, letterboxing, clips).
     """
 
     video_id: str
@@ -74,6 +77,7 @@ class Prepared:
     decoding: dict[str, Any] = field(default_factory=dict)
     window: int = 0
     last: bool = True
+    seconds: dict[str, float] = field(default_factory=dict)
 
 
 _DETECTORS: dict[str, FaceDetector] = {}  # one per process and name, loaded on first use
@@ -91,12 +95,21 @@ class Preparer:
     def __init__(self, plan: Plan) -> None:
         self.plan = plan
 
+    def warm(self) -> None:
+        """Load what preparing needs (the face detector) before the first video."""
+        if self.plan.needs_faces:
+            _detector(self.plan.face_detector).load()
+
     def __call__(self, job: Job) -> Iterator[Prepared]:
         previous_box = None
         try:
+            t0 = time.perf_counter()
             for clip in sample(job.video_id, job.path, self.plan.sampling):
+                decode = time.perf_counter() - t0
                 prep, previous_box = self._prepare(clip, previous_box)
+                prep.seconds["decode"] = decode
                 yield prep
+                t0 = time.perf_counter()
         except MediaError as e:
             yield Prepared(job.video_id, str(job.path), error=str(e))
         except Exception as e:  # noqa: BLE001 - any failure is recorded against the file
@@ -114,11 +127,13 @@ class Preparer:
         if clip.frames is None:
             return prep, previous_box
         frames = clip.frames
+        t0 = time.perf_counter()
         if plan.needs_faces:
             frames = detect_faces(frames, _detector(plan.face_detector), select=plan.face_select)
             prep.boxes, prep.scores = frames.boxes, frames.scores
             if plan.sampling.level == "clip" and np.isnan(frames.boxes[:, 0]).all():
                 prep.warnings.append("no face found in any sampled frame")
+        t1 = time.perf_counter()
         for kind, size in plan.image_requests:
             if kind == "face":
                 fb = crop_faces(frames, size=size, margin=plan.face_margin, policy=plan.no_face,
@@ -128,6 +143,7 @@ class Preparer:
                 prep.images[(kind, size)] = (_letterbox(frames.pixels, size), frames.valid.copy())
         for size, length, stride in plan.clip_requests:
             prep.clips[(size, length, stride)] = self._clip_crops(frames, clip.context[(length, stride)], size, length)
+        prep.seconds.update(faces=t1 - t0, crops=time.perf_counter() - t1)
         if frames.boxes is not None:
             found = ~np.isnan(frames.boxes[:, 0])
             if found.any():

@@ -101,7 +101,6 @@ def extract(
     if not isinstance(store, FeatureStore):
         store = FeatureStore(store, dtype="float16" if cfg.float16 else "float32")
     streams = make_streams(cfg, extractors)
-    _load(streams)
     report = ExtractReport()
     writer = Writer(streams, store, cfg, report)
     t0 = time.time()
@@ -121,9 +120,19 @@ def extract(
             on_video(vid)
 
     writer.on_video = finished
-    engine = engine or create_engine(cfg.workers, timeout=cfg.timeout)
+    workers = cfg.workers if cfg.workers is not None else (0 if len(jobs) <= 1 else 1)
+    engine = engine or create_engine(workers, timeout=cfg.timeout)
+    preparer = Preparer(make_plan(streams, cfg))
+    if jobs and hasattr(engine, "prestart"):
+        engine.prestart(preparer)  # the workers start up while this process loads the models
     try:
-        for r in engine.run(Preparer(make_plan(streams, cfg)), jobs):
+        _load(streams)
+    except BaseException:
+        getattr(engine, "close", lambda: None)()
+        bar.close()
+        raise
+    try:
+        for r in engine.run(preparer, jobs):
             if r.part is not None:
                 bar.video(r.job.video_id, r.part)
                 writer.add(r.part)
@@ -135,6 +144,7 @@ def extract(
     finally:
         bar.close()
         report.seconds = time.time() - t0
+        report.stages = dict(writer.seconds)
     _record(store, cfg, report, len(pairs))
     return report
 

@@ -9,6 +9,7 @@ bad video fails alone. The writer is the only writer of the store.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -120,6 +121,7 @@ class Writer:
         self.streams, self.store, self.cfg, self.report, self.on_video = streams, store, cfg, report, on_video
         self.videos: dict[str, _Video] = {}
         self.buffer: list[Prepared] = []
+        self.seconds: dict[str, float] = {}  # per stage: the workers' decode / faces / crops, each extractor, store
         for s in streams:
             store.register(s.key, s.identity())
         report.keys = {s.name: s.key for s in streams}
@@ -163,6 +165,8 @@ class Writer:
         if part.error is not None:
             self.fail(part.video_id, part.source, part.error)
             return
+        for stage, sec in part.seconds.items():
+            self.seconds[stage] = self.seconds.get(stage, 0.0) + sec
         self.buffer.append(part)
         if sum(p.rows for p in self.buffer) >= self.cfg.batch_rows:
             self.flush()
@@ -185,14 +189,19 @@ class Writer:
             return
         for s in self.streams:
             mine = [p for p in parts if self.videos[p.video_id].needs(s)]
-            for p, rows in zip(mine, self._rows(s, mine)):
+            t0 = time.perf_counter()
+            computed = self._rows(s, mine)
+            self.seconds[s.name] = self.seconds.get(s.name, 0.0) + time.perf_counter() - t0
+            for p, rows in zip(mine, computed):
                 if rows is not None:
                     self.videos[p.video_id].rows.setdefault(s.key, []).append(rows)
+        t0 = time.perf_counter()
         for p in parts:
             video = self.videos[p.video_id]
             video.parts.append(_light(p))
             if p.last:
                 self._write(p.video_id, self.videos.pop(p.video_id))
+        self.seconds["store"] = self.seconds.get("store", 0.0) + time.perf_counter() - t0
 
     def _rows(self, s: Stream, parts: list[Prepared]) -> list[Rows | None]:
         if not parts:

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
+from affectfuse.extractors._runtime import BACKENDS, OnnxNet, autocast, load_network
 from affectfuse.extractors.base import Extractor, ExtractorConfig, ExtractorInput
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -148,9 +149,11 @@ def check_range(cfg: ExtractorConfig, field: str, lo: float, hi: float, closed: 
 
 
 def check_torch_runtime(cfg: ExtractorConfig, dtypes: Sequence[str] = DTYPES) -> None:
-    """The ``dtype`` and ``batch_size`` fields every torch extractor has."""
+    """The ``dtype``, ``batch_size`` (and ``backend``) fields every torch extractor has."""
     check_choice(cfg, "dtype", dtypes)
     check_batch_size(cfg)
+    if hasattr(cfg, "backend"):
+        check_choice(cfg, "backend", BACKENDS)
 
 
 def _resolved(path: str | None) -> str | None:
@@ -553,6 +556,7 @@ class TorchExtractor(Extractor):
     def __init__(self, config: ExtractorConfig | None = None, /, **overrides: Any) -> None:
         super().__init__(config, **overrides)
         self.module: Any = None
+        self._onnx: OnnxNet | None = None
 
     @property
     def torch_dtype(self) -> "torch.dtype":
@@ -576,14 +580,26 @@ class TorchExtractor(Extractor):
         x = images_to_tensor(a, c.image_size, c.mean, c.std, dt, dev)
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
+    def load(self) -> "TorchExtractor":
+        """Load the network on the config's backend (:mod:`affectfuse.extractors._runtime`); idempotent."""
+        import torch  # heavy: imported on first use, not with the package
+
+        if not self._loaded:
+            c = self.contract
+            shape = (2, 3, c.clip_len, c.image_size, c.image_size) if c.kind == "clip" else (2, 3, c.image_size, c.image_size)
+            self._onnx = load_network(self, lambda: torch.randn(*shape), {0: "batch"})
+            self._loaded = True
+        return self
+
     def _encode_all(self, arr: np.ndarray) -> np.ndarray:
         """:meth:`encode` per mini-batch. Shape: ``(M, ...)`` uint8 -> ``(M, dim)`` float32."""
         import torch  # heavy: imported on first use, not with the package
 
         out = np.zeros((len(arr), self.dim), np.float32)
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast(self.config.device):
             for sl in batch_slices(len(arr), self.config.batch_size):
-                out[sl] = self.encode(self._tensor(arr[sl])).float().cpu().numpy()  # (B, dim)
+                x = self._tensor(arr[sl])  # (B, 3, S, S) / (B, 3, L, S, S)
+                out[sl] = self._onnx(x.numpy()) if self._onnx is not None else self.encode(x).float().cpu().numpy()
         return out
 
     def forward(self, batch: ExtractorInput) -> np.ndarray:

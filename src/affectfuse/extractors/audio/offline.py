@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from affectfuse.extractors._runtime import OnnxNet, load_network
 from affectfuse.extractors._torch_utils import (
     AudioExtractor,
     CheckedConfig,
@@ -126,6 +127,7 @@ class ResemblyzerConfig(CheckedConfig):
         dtype: ``"float32"`` or ``"bfloat16"`` / ``"float16"`` weights.
         batch_size: partial utterances per LSTM pass (not in the identity).
         device: torch device (not in the identity).
+        backend: ``"auto"`` (ONNX Runtime on the CPU when installed), ``"torch"`` or ``"onnx"`` (not in the identity).
     """
 
     weights: str | None = None
@@ -135,6 +137,7 @@ class ResemblyzerConfig(CheckedConfig):
     dtype: str = "float32"
     batch_size: int = runtime(64)
     device: str = runtime("cpu")
+    backend: str = runtime("auto")
 
     def validate(self) -> "ResemblyzerConfig":
         check_torch_runtime(self)
@@ -166,6 +169,17 @@ class ResemblyzerGE2E(AudioExtractor):
         self.dim = HIDDEN
         self.contract = InputContract(kind="audio_fragment", sample_rate=SAMPLE_RATE)
         self._net: Any = None  # ModuleDict(lstm=LSTM(40, 256, 3 layers), linear=Linear(256, 256))
+        self._onnx: OnnxNet | None = None
+
+    def load(self) -> "ResemblyzerGE2E":
+        """Load the LSTM on the config's backend (ONNX Runtime or PyTorch); idempotent."""
+        import torch  # heavy: only when the network is loaded
+
+        if not self._loaded:
+            self._onnx = load_network(self, lambda: torch.randn(2, 160, N_MELS), {0: "batch"},
+                                      encode=lambda: self.embed_partials, module=lambda: self._net)
+            self._loaded = True
+        return self
 
     def _load(self) -> None:
         from torch import nn  # heavy: only when the network is built
@@ -218,10 +232,14 @@ class ResemblyzerGE2E(AudioExtractor):
 
         parts = [self.partials(r) for r in rows]
         owner = np.repeat(np.arange(len(rows)), [len(p) for p in parts])  # (P,)
-        mels = torch.from_numpy(np.concatenate(parts))  # (P, 160, 40)
-        with torch.inference_mode():
-            emb = torch.cat([self.embed_partials(mels[sl]) for sl in batch_slices(len(mels), self.config.batch_size)])
-        emb = emb.cpu().numpy().astype(np.float64)  # (P, 256)
+        mels = np.concatenate(parts)  # (P, 160, 40)
+        slices = list(batch_slices(len(mels), self.config.batch_size))
+        if self._onnx is not None:
+            emb = np.concatenate([self._onnx(mels[sl]) for sl in slices]).astype(np.float64)  # (P, 256)
+        else:
+            with torch.inference_mode():
+                emb = torch.cat([self.embed_partials(torch.from_numpy(mels[sl])) for sl in slices])
+            emb = emb.cpu().numpy().astype(np.float64)  # (P, 256)
         sums = np.zeros((len(rows), self.dim))
         np.add.at(sums, owner, emb)
         means = sums / np.bincount(owner, minlength=len(rows))[:, None]  # (n, 256)

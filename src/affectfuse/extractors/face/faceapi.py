@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from affectfuse.assets import asset_path
+from affectfuse.extractors._runtime import BACKENDS, OnnxNet, load_network
 from affectfuse.extractors._torch_utils import CheckedConfig, check_choice, on_valid_rows, require_images
 from affectfuse.extractors.base import Extractor, ExtractorInput, InputContract, register_extractor, runtime
 
@@ -267,13 +268,16 @@ class FaceApiConfig(CheckedConfig):
         output: ``"probs"`` (7 softmax probabilities in :data:`EXPRESSIONS` order, default),
             ``"feature"`` (the 256-d pooled feature) or ``"both"`` (feature then probabilities, 263-d).
         batch_size: faces per forward pass (not in the identity).
+        backend: ``"auto"`` (ONNX Runtime when installed), ``"torch"`` or ``"onnx"`` (not in the identity).
     """
 
     output: str = "probs"
     batch_size: int = runtime(64)
+    backend: str = runtime("auto")
 
     def validate(self) -> "FaceApiConfig":
         check_choice(self, "output", tuple(_WIDTHS))
+        check_choice(self, "backend", BACKENDS)
         return self
 
 
@@ -297,6 +301,7 @@ class FaceApiExpression(Extractor):
         self.dim = _WIDTHS[self.config.output]
         self.contract = InputContract(kind="face", image_size=_INPUT, mean=FACEAPI_MEAN_RGB, std=(255.0, 255.0, 255.0))
         self.net: Any = None
+        self._onnx: OnnxNet | None = None
 
     @property
     def columns(self) -> list[str]:
@@ -306,6 +311,23 @@ class FaceApiExpression(Extractor):
 
     def _load(self) -> None:
         self.net = build_faceapi_net()
+
+    def load(self) -> "FaceApiExpression":
+        """Load the network on the config's backend (ONNX Runtime or PyTorch); idempotent."""
+        import torch  # heavy: only when the network is loaded
+
+        if not self._loaded:
+            self._onnx = load_network(self, lambda: torch.randn(2, 3, _INPUT, _INPUT), {0: "batch"},
+                                      encode=lambda: self._both, module=lambda: self.net)
+            self._loaded = True
+        return self
+
+    def _both(self, x):
+        """Shape: ``(B, 3, 112, 112)`` -> ``(B, 263)``: the 256-d feature, then the 7 probabilities."""
+        import torch  # heavy: only when running
+
+        f, logits = self.net(x)  # (B, 256), (B, 7)
+        return torch.cat([f, torch.softmax(logits, dim=1)], dim=1)
 
     def predict(self, images: np.ndarray | list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """Feature and probabilities for RGB uint8 images of any size (loads the network if needed).
@@ -319,11 +341,14 @@ class FaceApiExpression(Extractor):
         feats, probs = [np.zeros((0, 256), np.float32)], [np.zeros((0, 7), np.float32)]
         bs = self.config.batch_size
         for i in range(0, len(images), bs):
-            x = torch.from_numpy(faceapi_preprocess(images[i : i + bs]))  # (B, 3, 112, 112)
-            with torch.inference_mode():
-                f, logits = self.net(x)  # (B, 256), (B, 7)
-            feats.append(f.numpy())
-            probs.append(torch.softmax(logits, dim=1).numpy())
+            x = faceapi_preprocess(images[i : i + bs])  # (B, 3, 112, 112)
+            if self._onnx is not None:
+                y = self._onnx(x)  # (B, 263)
+            else:
+                with torch.inference_mode():
+                    y = self._both(torch.from_numpy(x)).numpy()
+            feats.append(y[:, :256])
+            probs.append(y[:, 256:])
         return np.concatenate(feats), np.concatenate(probs)
 
     def _outputs(self, images: np.ndarray) -> np.ndarray:

@@ -87,6 +87,7 @@ class InceptionResnetV1Config(WeightsFileConfig):
         dtype: ``"float32"`` or ``"bfloat16"``.
         batch_size: rows per forward pass (not in the identity).
         device: torch device (not in the identity).
+        backend: ``"auto"`` (ONNX Runtime on the CPU when installed), ``"torch"`` or ``"onnx"`` (not in the identity).
     """
 
     pretrained: str | None = "vggface2"
@@ -94,6 +95,7 @@ class InceptionResnetV1Config(WeightsFileConfig):
     dtype: str = "float32"
     batch_size: int = runtime(32)
     device: str = runtime("cpu")
+    backend: str = runtime("auto")
 
     @property
     def use_pretrained(self) -> str | None:
@@ -161,6 +163,7 @@ class RegNetConfig(TimmConfigBase):
         dtype: ``"float32"`` or ``"bfloat16"``.
         batch_size: rows per forward pass (not in the identity).
         device: torch device (not in the identity).
+        backend: ``"auto"`` (ONNX Runtime on the CPU when installed), ``"torch"`` or ``"onnx"`` (not in the identity).
     """
 
     model: str = "regnety_016"
@@ -171,6 +174,7 @@ class RegNetConfig(TimmConfigBase):
     dtype: str = "float32"
     batch_size: int = runtime(32)
     device: str = runtime("cpu")
+    backend: str = runtime("auto")
 
     def validate(self) -> "RegNetConfig":
         if not self.model.startswith("regnet"):

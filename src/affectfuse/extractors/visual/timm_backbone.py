@@ -147,6 +147,7 @@ class TimmConfig(TimmConfigBase):
         dtype: ``"float32"`` or ``"bfloat16"``.
         batch_size: rows per forward pass (not in the identity).
         device: torch device (not in the identity).
+        backend: ``"auto"`` (ONNX Runtime on the CPU when installed), ``"torch"`` or ``"onnx"`` (not in the identity).
     """
 
     weights_field = "checkpoint"
@@ -159,6 +160,7 @@ class TimmConfig(TimmConfigBase):
     dtype: str = "float32"
     batch_size: int = runtime(32)
     device: str = runtime("cpu")
+    backend: str = runtime("auto")
 
     def validate(self) -> "TimmConfig":
         if self.pretrained and self.checkpoint is not None:

@@ -52,6 +52,7 @@ class R2Plus1D18Config(WeightsFileConfig):
         dtype: ``"float32"`` or ``"bfloat16"``.
         batch_size: clips per forward pass (not in the identity).
         device: torch device (not in the identity).
+        backend: ``"auto"`` (ONNX Runtime on the CPU when installed), ``"torch"`` or ``"onnx"`` (not in the identity).
     """
 
     weights: str | None = None
@@ -61,6 +62,7 @@ class R2Plus1D18Config(WeightsFileConfig):
     dtype: str = "float32"
     batch_size: int = runtime(8)
     device: str = runtime("cpu")
+    backend: str = runtime("auto")
 
     def validate(self) -> "R2Plus1D18Config":
         check_torch_runtime(self, IMAGE_DTYPES)

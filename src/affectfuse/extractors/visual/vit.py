@@ -88,6 +88,7 @@ class VitConfig(CheckedConfig):
         dtype: ``"float32"`` or ``"bfloat16"`` (bf16 weights; ~4x faster on CPU, ~1% error).
         batch_size: rows per forward pass (not in the identity).
         device: torch device (not in the identity: it changes the output only by float rounding).
+        backend: ``"auto"`` (ONNX Runtime on the CPU when installed), ``"torch"`` or ``"onnx"`` (not in the identity).
     """
 
     model: str = "google/vit-base-patch16-224-in21k"
@@ -95,6 +96,7 @@ class VitConfig(CheckedConfig):
     dtype: str = "float32"
     batch_size: int = runtime(32)
     device: str = runtime("cpu")
+    backend: str = runtime("auto")
 
     @functools.cached_property
     def described(self) -> dict[str, Any]:
