@@ -386,3 +386,27 @@ def test_loaded_detector_works_in_a_worker_process(detectors, astronaut):
         was_loaded, there = ex.submit(_detect_in_worker, det, astronaut[None]).result(timeout=120)
     assert not was_loaded  # arrived without the parent's graph, loaded its own
     np.testing.assert_allclose(there, here, atol=1e-3)
+
+
+def test_aligned_crops_put_the_eyes_on_the_template_whatever_the_head_roll(astronaut):
+    """A face rolled by 25 degrees gives (almost) the upright face's aligned crop; its eyes land on the template."""
+    import cv2
+
+    from affectfuse.io.faces import ALIGN_TEMPLATE, align_points
+
+    det = create_face_detector("default")
+    canvas = np.zeros((480, 480, 3), np.uint8)
+    canvas[100:380, 100:380] = cv2.resize(astronaut[0:300, 100:400], (280, 280))
+    rot = cv2.warpAffine(canvas, cv2.getRotationMatrix2D((240, 240), 25, 1.0), (480, 480))
+    fb = FrameBatch(np.stack([canvas, rot]), np.zeros(2), np.arange(2), np.ones(2, bool))
+    found = detect_faces(fb, det)
+    assert found.landmarks is not None and found.landmarks.shape == (2, 6, 2) and np.isfinite(found.landmarks).all()
+    aligned = crop_faces(found, size=112, align=True)
+    boxed = crop_faces(found, size=112)
+    a, b = aligned.pixels.astype(np.float32)
+    assert np.abs(a - b).mean() < 0.5 * np.abs(boxed.pixels[0].astype(np.float32) - boxed.pixels[1]).mean()
+    again = detect_faces(FrameBatch(aligned.pixels, np.zeros(2), np.arange(2), np.ones(2, bool)), det)
+    for i in range(2):  # re-detected on the aligned crop: eyes within 6 px of where the template puts them
+        assert np.abs(align_points(again.landmarks[i])[:2] - ALIGN_TEMPLATE[:2]).max() < 6.0
+    no_points = FrameBatch(fb.pixels, fb.times, fb.indices, fb.valid, found.boxes, found.scores)
+    np.testing.assert_array_equal(crop_faces(no_points, size=112, align=True).pixels, boxed.pixels)

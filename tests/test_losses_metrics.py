@@ -276,3 +276,45 @@ def test_postprocess_apply_smooths_each_video_in_frame_order():
     np.testing.assert_array_equal(PostProcess().apply(logits), logits)
     with pytest.raises(ValueError, match="smoothing needs the video id"):
         post.apply(raw)
+
+
+def test_ccc_loss_options_are_the_authors_sum_and_unbiased_std():
+    import torch
+
+    from affectfuse.tasks.losses import create_loss
+    from affectfuse.tasks.spec import get_task
+    from affectfuse.types import Batch, ModelOutput
+
+    g = torch.Generator().manual_seed(0)
+    p, t = torch.randn(1, 40, 2, generator=g), torch.randn(1, 40, 2, generator=g)
+    out, batch = ModelOutput(preds=p), Batch(inputs={}, masks={}, targets=t, target_mask=torch.ones(1, 40, dtype=torch.bool))
+
+    def ccc(x, y, ddof):  # hand-computed, numpy
+        x, y = x.numpy().astype(np.float64), y.numpy().astype(np.float64)
+        cov = ((x - x.mean()) * (y - y.mean())).sum() / (len(x) - ddof)
+        return 2 * cov / (x.var(ddof=ddof) + y.var(ddof=ddof) + (x.mean() - y.mean()) ** 2)
+
+    va = get_task("va")
+    for reduction, std, ddof in (("mean", "population", 0), ("sum", "unbiased", 1)):
+        losses = [1 - ccc(p[0, :, k], t[0, :, k], ddof) for k in range(2)]
+        want = sum(losses) if reduction == "sum" else np.mean(losses)
+        got = float(create_loss("ccc", va, reduction=reduction, std=std)(out, batch))
+        assert got == pytest.approx(want, rel=1e-5)
+    with pytest.raises(ValueError, match="reduction"):
+        create_loss("ccc", va, reduction="max")
+
+
+def test_smoothing_in_constant_mode_is_scipys():
+    from scipy.ndimage import uniform_filter1d
+
+    from affectfuse.tasks.metrics import smooth_predictions
+    from affectfuse.tasks.postprocess import PostProcess
+
+    x = np.random.default_rng(0).uniform(-1, 1, (60, 2))
+    for mode in ("reflect", "constant"):
+        want = np.stack([uniform_filter1d(x[:, j], w, mode=mode) for j, w in enumerate((20, 50))], 1)
+        np.testing.assert_allclose(smooth_predictions(x, (20, 50), mode=mode), want, atol=1e-12)
+    pp = PostProcess(smoothing=(20, 50), clip=(-1.0, 1.0), smoothing_mode="constant")
+    got = pp.apply(x, video_ids=["v"] * 60, frames=np.arange(60))
+    np.testing.assert_allclose(got, np.stack([uniform_filter1d(x[:, j], w, mode="constant")
+                                              for j, w in enumerate((20, 50))], 1), atol=1e-6)

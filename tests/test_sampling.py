@@ -180,3 +180,18 @@ def test_sample_clip_audio_only_and_no_audio(make_video):
     clip = sample_clip(path, frames=8, sample_rates=(16000,))
     info, frames, frag = clip.info, clip.frames, clip.fragments.get(16000)
     assert frag is None and len(frames) == 8
+
+
+def test_viper_code_windows_overlap_by_half_and_cover_the_track():
+    from affectfuse.io.sampling import overlapping_windows
+
+    sr, n = 16000, 32
+    audio = np.arange(12 * sr, dtype=np.float32)  # sample value = its index
+    frag = overlapping_windows(audio, sr, np.linspace(0, 11.9, n))
+    step = len(audio) / (n + 1)
+    assert frag.valid.all() and len(frag) == n
+    np.testing.assert_allclose(frag.lengths, 2 * step, atol=1)  # 2 L / (n + 1): 0.727 s here
+    assert frag.lengths.mean() / sr == pytest.approx(0.727, abs=1e-3)
+    np.testing.assert_allclose(frag.starts[1:] - frag.starts[:-1], step / sr, atol=1 / sr)
+    assert frag.samples[0, 0] == 0 and frag.ends[-1] == pytest.approx(12.0, abs=1 / sr)
+    assert frag.samples[5, 0] == np.floor(5 * step + 0.5)

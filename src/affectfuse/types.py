@@ -123,6 +123,8 @@ class FrameBatch:
         source_size: ``(width, height)`` of the video's own frames when ``pixels`` were decoded downscaled
             (``max_side``); None when ``pixels`` are at the source size. Boxes are always in source pixels:
             :meth:`scale` converts them to ``pixels`` coordinates.
+        landmarks: ``(N, P, 2)`` float32 key points of each row's face in source-frame pixels (the detector's
+            points: MediaPipe 6, MTCNN 5), NaN where no face; None when the detector gives none.
     """
 
     pixels: np.ndarray
@@ -133,6 +135,7 @@ class FrameBatch:
     scores: np.ndarray | None = None
     notes: list[str] = field(default_factory=list)
     source_size: tuple[int, int] | None = None
+    landmarks: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.times)

@@ -54,3 +54,44 @@ def test_columns_and_identity(name):
     if "batch_size" in ident["config"]:
         assert "batch_size" not in ex.params
         assert create_extractor(name, batch_size=3).key == ex.key
+
+
+CONFIGS = {  # the extraction configurations the golden store keys were made with (old ``ExtractConfig`` fields)
+    "default": {}, "frames16": {"frames": 16}, "frame_fps5": {"level": "frame", "frame_fps": 5.0},
+    "frame_step2": {"level": "frame", "frame_step": 2, "audio_window": 0.5},
+    "full_frame": {"no_face": "full_frame", "face_margin": 0.1, "max_side": 640},
+    "mtcnn": {"face_detector": "mtcnn", "face_select": "score"},
+}
+
+
+@pytest.mark.parametrize("case", sorted(GOLDEN))
+def test_store_keys_with_the_sampling_equal_the_old_code(case):
+    """The full store key (parameters + sampling identity) of an unchanged configuration never changes, however
+    many sampling options were added since (span, fragments, devices, backends: defaults are not in the key)."""
+    from affectfuse.extraction import ExtractConfig
+    from affectfuse.extraction.plan import sampling_identity
+
+    entry = GOLDEN[case]
+    name = case.split("{", 1)[0]
+    ex = _create(name, entry["kwargs"])
+    for cname, over in CONFIGS.items():
+        # box crops, as the old code cut them (extractors whose backbones want aligned faces now get them by default)
+        cfg = ExtractConfig(extractors=(name,), face_align="none", **over).validate()
+        assert feature_key(name, {**ex.params, "sampling": sampling_identity(ex, cfg)}) == entry["store_keys"][cname]
+    changed = ExtractConfig(extractors=(name,), fragments="code", span="declared").validate()
+    key = feature_key(name, {**ex.params, "sampling": sampling_identity(ex, changed)})
+    assert key != entry["store_keys"]["default"], "another sampling rule is another feature set"
+
+
+def test_aligned_crops_are_another_feature_set_and_the_default_only_where_the_backbone_wants_them():
+    from affectfuse.extraction import ExtractConfig
+    from affectfuse.extraction.plan import sampling_identity
+
+    face = create_extractor("inception_resnet_v1")
+    assert face.contract.align
+    auto = sampling_identity(face, ExtractConfig(extractors=("inception_resnet_v1",)))
+    assert auto["faces"]["align"] == "similarity_4pt_arcface_template"
+    other = create_extractor("faceapi_expression")
+    assert "align" not in sampling_identity(other, ExtractConfig(extractors=("faceapi_expression",)))["faces"]
+    forced = sampling_identity(other, ExtractConfig(extractors=("faceapi_expression",), face_align="similarity"))
+    assert forced["faces"]["align"] == "similarity_4pt_arcface_template"

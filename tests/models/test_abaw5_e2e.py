@@ -366,18 +366,45 @@ def test_e2e_padding_never_matters(e2e):
 
 
 def test_e2e_frames_are_mean_pooled_before_the_backbone(e2e):
-    """Paper: v_emb = PL(ResNet(M(v))): two frames give what their pixel mean gives as one frame."""
-    b = raw_batch(e2e, b=1, n=2)
+    """frame_pooling="pixels" (the equation's symbols): two frames give what their pixel mean gives as one frame;
+    the default "features" (ClipBERT: the backbone on every frame, features pooled) does not."""
+    torch.manual_seed(0)
+    pix = create_model("e2e_cross_small", task="group", input_dims=E2E_DIMS, image_size=32,
+                       frame_pooling="pixels").eval()
+    b = raw_batch(pix, b=1, n=2)
     b.masks["pixels"][:] = True
     mean_frame = b.raw["pixels"].mean(1, keepdim=True)
     one = Batch(inputs={}, masks={"pixels": torch.ones(1, 1, dtype=torch.bool), "waveform": b.masks["waveform"]},
                 raw={"pixels": mean_frame, "waveform": b.raw["waveform"]})
-    torch.testing.assert_close(e2e(b).preds, e2e(one).preds, atol=1e-5, rtol=1e-4)
-    torch.manual_seed(0)
-    feats = create_model("e2e_cross_small", task="group", input_dims=E2E_DIMS, image_size=32,
-                         frame_pooling="features").eval()
+    torch.testing.assert_close(pix(b).preds, pix(one).preds, atol=1e-5, rtol=1e-4)
+    feats = e2e
+    assert feats.config.frame_pooling == "features"
     assert feats(b).preds.shape == (1, 3)
     assert not torch.allclose(feats(b).preds, feats(one).preds, atol=1e-4)
+
+
+def test_e2e_starts_from_pretrained_backbones_and_refuses_a_random_one_unless_named(tmp_path):
+    from safetensors.torch import save_file
+
+    from affectfuse._compat import import_timm
+
+    with pytest.raises(OSError, match="backbone_init='random'"):  # no hub here: the paper model cannot be faked
+        create_model("e2e_cross", task="group", input_dims={"pixels": 3})
+    timm = import_timm()
+    torch.manual_seed(3)
+    ref = timm.create_model("test_resnet", pretrained=False, num_classes=0, global_pool="")
+    save_file({k: v.contiguous() for k, v in ref.state_dict().items()}, str(tmp_path / "imagenet.safetensors"))
+    m = create_model("e2e_cross", task="group", input_dims={"pixels": 3}, backbone="test_resnet", d_model=32, heads=2,
+                     backbone_checkpoint=str(tmp_path / "imagenet.safetensors"))
+    assert m.config.backbone_init == "pretrained"
+    for k, v in ref.state_dict().items():
+        torch.testing.assert_close(m.visual.state_dict()[k], v)
+    rnd = create_model("e2e_cross", task="group", input_dims={"pixels": 3}, backbone="test_resnet", d_model=32,
+                       heads=2, backbone_init="random")
+    first = next(k for k, v in ref.state_dict().items() if v.dim() == 4)  # the stem's convolution
+    assert not torch.equal(rnd.visual.state_dict()[first], ref.state_dict()[first])
+    with pytest.raises(ValueError, match="backbone_init"):
+        create_model("e2e_cross_small", task="group", input_dims=E2E_DIMS, backbone_init="imagenet")
 
 
 def test_e2e_missing_modalities(e2e):
@@ -640,3 +667,32 @@ def test_e2e_learns_colour_and_tone():
         acc = (m(test).preds.argmax(1) == yt).float().mean().item()
     assert base_acc < 0.65
     assert acc >= 0.9 and acc > base_acc + 0.25, (acc, base_acc)
+
+
+def test_eri_flatten_is_the_authors_30_step_projection():
+    """pooling="flatten": the paper-size parameter count of the authors' code, position-specific weights, sequences
+    cut to 30 steps, invalid steps as zeros; masked_mean is the length-free option."""
+    dims = {"audio": 1024, "visual": 1536}
+    flat = create_model("abaw5_eri", task="reaction", input_dims=dims, pooling="flatten")
+    mean = create_model("abaw5_eri", task="reaction", input_dims=dims, pooling="masked_mean")
+    # Linear(3 d M * 30 -> d M / 2) twice instead of Linear(3 d M -> d M / 2): d = 256, M = 2
+    extra = 2 * (3 * 256 * 2 * 30 - 3 * 256 * 2) * (256 * 2 // 2)
+    n = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert n(flat) - n(mean) == extra and round(n(flat) / 1e6, 1) == 33.5 and round(n(mean) / 1e6, 1) == 10.6
+    m = make("abaw5_eri_small", "reaction", ERI_DIMS, pooling="flatten", **NO_DROPOUT["abaw5_eri_small"]).eval()
+    g = torch.Generator().manual_seed(0)
+    x = {k: torch.randn(2, 34, d, generator=g) for k, d in ERI_DIMS.items()}
+    ones = {k: torch.ones(2, 34, dtype=torch.bool) for k in ERI_DIMS}
+    full = m(Batch(inputs=x, masks=ones)).preds
+    cut = m(Batch(inputs={k: v[:, :30] for k, v in x.items()}, masks={k: v[:, :30] for k, v in ones.items()})).preds
+    torch.testing.assert_close(full, cut)  # steps past 30 are never read
+    short = {k: v[:, :12] for k, v in x.items()}
+    mask12 = {k: v[:, :12] for k, v in ones.items()}
+    padded = {k: torch.cat([v, 9.0 * torch.ones(2, 18, v.shape[-1])], 1) for k, v in short.items()}
+    mask_p = {k: torch.cat([v, torch.zeros(2, 18, dtype=torch.bool)], 1) for k, v in mask12.items()}
+    torch.testing.assert_close(m(Batch(inputs=short, masks=mask12)).preds, m(Batch(inputs=padded, masks=mask_p)).preds)
+    rev = {k: v.flip(1) for k, v in short.items()}
+    mm = make("abaw5_eri_small", "reaction", ERI_DIMS, pooling="masked_mean").eval()
+    assert not torch.allclose(m(Batch(inputs=rev, masks=mask12)).preds, m(Batch(inputs=short, masks=mask12)).preds)
+    assert mm.config.pooling == "masked_mean" and create_model("abaw5_eri_small", task="reaction",
+                                                               input_dims=ERI_DIMS).config.pooling == "masked_mean"

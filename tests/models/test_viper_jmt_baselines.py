@@ -271,7 +271,7 @@ def test_jmt_weight_sharing_and_two_modalities():
     n = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
     assert n(separate) - n(shared) == 3 * one
     assert isinstance(shared.proj["v"], nn.Identity)  # width already d_model: no projection, as the code
-    with pytest.raises(ValueError, match="exactly two"):
+    with pytest.raises(ValueError, match="one or two modalities"):
         create_model("jmt_small", task="va", input_dims={"visual": 4, "audio": 4, "text": 4})
     roles = create_model("jmt_small", task="va", input_dims={"audio": 4, "visual": 6}).roles
     assert roles == {"v": "visual", "a": "audio"}
@@ -361,3 +361,19 @@ def test_frame_level_needs_a_common_time_axis():
     with pytest.raises(ValueError, match="one time axis"):
         model(make_batch(frame_level=False))
     assert math.isfinite(float(model(make_batch(frame_level=True)).preds.detach().sum()))
+
+
+def test_jmt_accepts_a_single_modality_and_keeps_the_papers_six_cross_attentions_for_two():
+    from affectfuse.models import create_model
+
+    both = create_model("jmt", task="va", input_dims={"audio": 512, "visual": 512})
+    assert both.pairs == (("v", "a"), ("a", "v"), ("j", "v"), ("v", "j"), ("j", "a"), ("a", "j"))
+    assert both.fc.in_features == 6 * 512 and both.joint.in_features == 1024
+    assert round(sum(p.numel() for p in both.parameters()) / 1e6, 2) == 11.82  # the authors' 11.82 M (d 512 inputs)
+    one = create_model("jmt_small", task="va", input_dims={"visual": 24})
+    assert one.pairs == (("j", "v"), ("v", "j")) and one.joint.in_features == 32 and set(one.encoders) == {"v", "j"}
+    b = Batch(inputs={"visual": torch.randn(2, 5, 24)}, masks={"visual": torch.ones(2, 5, dtype=torch.bool)})
+    out = one.eval()(b)
+    assert out.preds.shape == (2, 5, 2) and torch.isfinite(out.preds).all()
+    with pytest.raises(ValueError, match="one or two modalities"):
+        create_model("jmt_small", task="va", input_dims={"a": 4, "b": 4, "c": 4})

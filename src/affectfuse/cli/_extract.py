@@ -53,6 +53,9 @@ def add_parser(sub, name: str) -> None:
     p.add_argument("--no-face", dest="no_face", choices=["mask", "full_frame", "previous"],
                    help="rows without a face: mask (invalid), full_frame or previous crop")
     p.add_argument("--margin", type=float, dest="face_margin")
+    p.add_argument("--face-align", dest="face_align", choices=["auto", "none", "similarity"],
+                   help="face crops aligned by their key points: auto (for backbones trained on aligned faces; "
+                        "default), none, or similarity (for all)")
     p.add_argument("--workers", type=int, help="decoding / face processes (default 1, or none for a single video; "
                                                 "0 = prepare in this process)")
     p.add_argument("--batch-rows", type=int, dest="batch_rows")
@@ -66,6 +69,9 @@ def add_parser(sub, name: str) -> None:
     p.add_argument("--timeout", type=float,
                    help="seconds a video may go without progress before it is stopped and recorded as failed "
                         "(default 300; 0 = no limit; needs --workers >= 1)")
+    p.add_argument("--fragments", choices=["paper", "code"],
+                   help="clip-level audio: paper (ViPER §3.2: non-overlapping fragments centred on the frames; default) "
+                        "or code (ViPER's code: 50%% overlapping windows of 2L/(N+1), ~0.74 s at 32 rows over 12 s)")
     p.add_argument("--span", choices=["decodable", "declared"],
                    help="truncated files: sample over what decodes (default) or over the declared duration, "
                         "rows past the data invalid")
@@ -76,8 +82,8 @@ def add_parser(sub, name: str) -> None:
 def run(args: argparse.Namespace) -> int:
     base = from_yaml(ExtractConfig, Path(args.config)) if args.config else ExtractConfig()
     over: dict[str, Any] = {k: getattr(args, k) for k in (
-        "frames", "level", "frame_step", "frame_fps", "face_detector", "no_face", "face_margin", "workers",
-        "batch_rows", "float16", "overwrite", "timeout", "span", "device", "backend") if getattr(args, k, None) is not None}
+        "frames", "level", "frame_step", "frame_fps", "face_detector", "no_face", "face_margin", "face_align", "workers",
+        "batch_rows", "float16", "overwrite", "timeout", "span", "fragments", "device", "backend") if getattr(args, k, None) is not None}
     names = tuple(n.strip() for n in args.extractors.split(",") if n.strip())
     params = {**base.extractor_params}
     for n, kv in parse_sets(args.set).items():

@@ -64,6 +64,9 @@ class ExtractConfig:
         face_select: ``"largest"`` or ``"score"``.
         face_margin: crop margin, fraction of the box side.
         no_face: ``"mask"`` (row invalid), ``"full_frame"`` (ViPER's code) or ``"previous"`` (last crop).
+        face_align: ``"auto"`` (face crops aligned by their key points for the extractors whose backbones were
+            trained on aligned faces: ``InputContract.align``), ``"none"`` (box crops for all) or ``"similarity"``
+            (aligned for all). Part of the store key of the streams it changes.
         max_side: frames are decoded downscaled so that their longer side is at most this.
         float16: store values as float16.
         workers: decoding / face processes; 0 decodes in the main process (no time limit then); None (default) =
@@ -72,6 +75,9 @@ class ExtractConfig:
         overwrite: recompute entries that already exist.
         span: what a truncated file is sampled over: ``"decodable"`` (what the data holds) or ``"declared"``
             (the container's duration; rows past the data are invalid). See :mod:`affectfuse.io.sampling`.
+        fragments: clip-level audio: ``"paper"`` (ViPER §3.2: non-overlapping fragments centred on the frames) or
+            ``"code"`` (ViPER's code: 50 % overlapping windows of ``2 L / (N + 1)``, the 0.74 s of the paper's §4);
+            see :mod:`affectfuse.io.sampling`. A different rule is a different store key.
         device: where the backbones run: ``"auto"`` (the GPU where one is present), ``"cpu"``, ``"cuda"``,
             ``"cuda:N"``; given to every extractor that has a ``device`` (``--set NAME.device=...`` still wins).
         backend: ``"auto"`` (ONNX Runtime for float32 on the CPU when installed, else PyTorch), ``"torch"`` or
@@ -93,12 +99,14 @@ class ExtractConfig:
     face_select: Literal["largest", "score"] = "largest"
     face_margin: float = 0.25
     no_face: Literal["mask", "full_frame", "previous"] = "mask"
+    face_align: Literal["auto", "none", "similarity"] = "auto"
     max_side: int = 1280
     float16: bool = False
     workers: int | None = None
     batch_rows: int = 64
     overwrite: bool = False
     span: Literal["decodable", "declared"] = "decodable"
+    fragments: Literal["paper", "code"] = "paper"
     device: str = "auto"
     backend: Literal["auto", "torch", "onnx"] = "auto"
     timeout: float = 300.0
@@ -122,6 +130,10 @@ class ExtractConfig:
             raise ValueError(f"ExtractConfig.device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
         if self.backend not in ("auto", "torch", "onnx"):
             raise ValueError(f"ExtractConfig.backend must be auto, torch or onnx, got {self.backend!r}")
+        if self.face_align not in ("auto", "none", "similarity"):
+            raise ValueError(f"ExtractConfig.face_align must be auto, none or similarity, got {self.face_align!r}")
+        if self.fragments not in ("paper", "code"):
+            raise ValueError(f"ExtractConfig.fragments must be 'paper' or 'code', got {self.fragments!r}")
         if self.span not in ("decodable", "declared"):
             raise ValueError(f"ExtractConfig.span must be 'decodable' or 'declared', got {self.span!r}")
         if not self.timeout >= 0:

@@ -35,6 +35,12 @@ def _detector_config(name: str) -> dict[str, Any]:
     return dict(create_face_detector(name).config)
 
 
+def aligned(ex: Extractor, cfg: ExtractConfig) -> bool:
+    """Whether the extractor gets face crops aligned by their key points (``cfg.face_align``, its contract)."""
+    c = ex.contract
+    return c.kind == "face" and (cfg.face_align == "similarity" or (cfg.face_align == "auto" and c.align))
+
+
 def sampling_identity(ex: Extractor, cfg: ExtractConfig) -> dict[str, Any]:
     """What the sampling of an extractor's input depends on (part of its store key)."""
     c = ex.contract
@@ -47,10 +53,15 @@ def sampling_identity(ex: Extractor, cfg: ExtractConfig) -> dict[str, Any]:
         s["faces"] = {"detector": cfg.face_detector, "detector_config": _detector_config(cfg.face_detector),
                       "select": cfg.face_select, "margin": cfg.face_margin, "no_face": cfg.no_face,
                       "max_side": cfg.max_side}
+        if aligned(ex, cfg):  # recorded only when aligned, so that the keys of box crops stay valid
+            s["faces"]["align"] = "similarity_4pt_arcface_template"
     elif c.kind == "frame":
         s["max_side"] = cfg.max_side
     if c.kind == "audio_fragment":
-        s["audio"] = "viper_centred_fragments" if cfg.level == "clip" else {"centred_window_s": cfg.audio_window}
+        if cfg.level == "clip":
+            s["audio"] = "viper_centred_fragments" if cfg.fragments == "paper" else "viper_code_overlapping_windows"
+        else:
+            s["audio"] = {"centred_window_s": cfg.audio_window}
     if cfg.span != "decodable":  # recorded only when not the default, so that older keys stay valid
         s["span"] = cfg.span
     return s
@@ -71,6 +82,13 @@ class Stream:
     modality: str
     create_kwargs: dict[str, Any]
     sampling: dict[str, Any]
+    aligned: bool = False
+
+    @property
+    def image_request(self) -> tuple[str, int]:
+        """``(kind, size)`` of the images it consumes: ``face`` / ``face_aligned`` crops or ``frame``s."""
+        c = self.extractor.contract
+        return ("face_aligned" if self.aligned else c.kind), c.image_size
 
     @property
     def name(self) -> str:
@@ -119,7 +137,8 @@ def make_streams(cfg: ExtractConfig, extractors: list[Extractor] | None = None) 
             accepted = {f.name for f in dataclasses.fields(EXTRACTORS.get(name).Config)}
             given = {k: v for k, v in runtime.items() if k in accepted and k not in params}
             made.append((create_extractor(name, **params, **given), modality, params))
-    return [Stream(ex, modality or ex.modality, dict(kw), sampling_identity(ex, cfg)) for ex, modality, kw in made]
+    return [Stream(ex, modality or ex.modality, dict(kw), sampling_identity(ex, cfg), aligned(ex, cfg))
+            for ex, modality, kw in made]
 
 
 @dataclass(frozen=True)
@@ -132,7 +151,8 @@ class Plan:
         face_select: ``"largest"`` or ``"score"``.
         face_margin: crop margin, fraction of the box side.
         no_face: policy for rows without a face.
-        image_requests: ``(kind, size)`` pairs, kind ``"face"`` (crops) or ``"frame"`` (letterboxed frames).
+        image_requests: ``(kind, size)`` pairs, kind ``"face"`` (crops), ``"face_aligned"`` (crops aligned by the
+            key points) or ``"frame"`` (letterboxed frames).
         clip_requests: ``(size, clip_len, clip_stride)`` for clip extractors (face crops of the frames around
             each row).
     """
@@ -147,7 +167,7 @@ class Plan:
 
     @property
     def needs_faces(self) -> bool:
-        return any(k == "face" for k, _ in self.image_requests) or bool(self.clip_requests)
+        return any(k.startswith("face") for k, _ in self.image_requests) or bool(self.clip_requests)
 
 
 def make_plan(streams: list[Stream], cfg: ExtractConfig) -> Plan:
@@ -156,7 +176,7 @@ def make_plan(streams: list[Stream], cfg: ExtractConfig) -> Plan:
     for s in streams:
         c = s.extractor.contract
         if c.kind in ("face", "frame"):
-            images.add((c.kind, c.image_size))
+            images.add(s.image_request)
         elif c.kind == "clip":
             clips.add((c.image_size, c.clip_len, c.clip_stride))
         elif c.kind == "audio_fragment":
@@ -166,6 +186,7 @@ def make_plan(streams: list[Stream], cfg: ExtractConfig) -> Plan:
     spec = SamplingSpec(level=cfg.level, frames=cfg.frames, frame_step=cfg.frame_step, frame_fps=cfg.frame_fps,
                         window=cfg.window, pixels=bool(images or clips), max_side=cfg.max_side,
                         context=tuple(sorted({(length, stride) for _, length, stride in clips})),
-                        sample_rates=tuple(sorted(rates)), audio_window=cfg.audio_window, span=cfg.span).validate()
+                        sample_rates=tuple(sorted(rates)), audio_window=cfg.audio_window, span=cfg.span,
+                        fragments=cfg.fragments).validate()
     return Plan(spec, cfg.face_detector, cfg.face_select, cfg.face_margin, cfg.no_face, tuple(sorted(images)),
                 tuple(sorted(clips)))

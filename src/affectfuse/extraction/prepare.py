@@ -135,9 +135,9 @@ class Preparer:
                 prep.warnings.append("no face found in any sampled frame")
         t1 = time.perf_counter()
         for kind, size in plan.image_requests:
-            if kind == "face":
+            if kind.startswith("face"):
                 fb = crop_faces(frames, size=size, margin=plan.face_margin, policy=plan.no_face,
-                                previous_box=previous_box)
+                                previous_box=previous_box, align=kind == "face_aligned")
                 prep.images[(kind, size)] = (fb.pixels, fb.valid.copy())
             else:
                 prep.images[(kind, size)] = (_letterbox(frames.pixels, size), frames.valid.copy())

@@ -42,7 +42,7 @@ def _input_for(stream: Stream, prep: Prepared) -> tuple[ExtractorInput | None, n
     if c.kind == "clip":
         clips, valid = prep.clips[(c.image_size, c.clip_len, c.clip_stride)]
         return ExtractorInput(clips=clips, valid=valid), valid.copy(), None
-    images, valid = prep.images[(c.kind, c.image_size)]
+    images, valid = prep.images[stream.image_request]
     return ExtractorInput(images=images, valid=valid), valid.copy(), None
 
 

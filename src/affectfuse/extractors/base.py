@@ -66,6 +66,9 @@ class InputContract:
         clip_stride: frame step inside a clip for ``"clip"``.
         mean: per-channel mean the extractor normalises with (informative; applied by the extractor).
         std: per-channel std (informative).
+        align: ``"face"`` crops aligned by the face's key points (a similarity transform to a canonical template:
+            :func:`affectfuse.io.faces.crop_faces`), for backbones trained on aligned faces; the extraction's
+            ``face_align`` decides in the end.
     """
 
     kind: InputKind
@@ -75,6 +78,7 @@ class InputContract:
     clip_stride: int = 4
     mean: tuple[float, ...] = ()
     std: tuple[float, ...] = ()
+    align: bool = False
 
 
 @dataclass

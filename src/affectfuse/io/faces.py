@@ -80,6 +80,8 @@ __all__ = [
     "detect_faces",
     "crop_faces",
     "letterbox",
+    "align_points",
+    "ALIGN_TEMPLATE",
 ]
 
 #: The detector ``create_face_detector("default")`` builds (see the module docstring for the evidence).
@@ -519,19 +521,25 @@ def detect_faces(frames: FrameBatch, detector: FaceDetector, *, select: str = "l
         raise RuntimeError(f"{detector.name} face detector returned {len(dets)} results for {n} images")
     boxes = np.full((n, 4), np.nan, np.float32)
     scores = np.full(n, np.nan, np.float32)
+    n_points = next((d.landmarks.shape[1] for d in dets if d.landmarks is not None), 0)
+    landmarks = np.full((n, n_points, 2), np.nan, np.float32) if n_points else None
     for i, d in enumerate(dets):
         k = _select(d, select)
         if k is not None:
             boxes[i] = d.boxes[k]
             scores[i] = d.scores[k]
+            if landmarks is not None and d.landmarks is not None:
+                landmarks[i] = d.landmarks[k]
     sx, sy = frames.scale
     if (sx, sy) != (1.0, 1.0):  # detected on downscaled pixels: boxes in the source frame's pixels
         boxes *= np.array([sx, sy, sx, sy], np.float32)
+        if landmarks is not None:
+            landmarks *= np.array([sx, sy], np.float32)
     notes = list(frames.notes)
     missing = int(np.isnan(scores).sum())
     if missing:
         notes.append(f"faces: {detector.name} found no face in {missing} of {n} frames")
-    return replace(frames, boxes=boxes, scores=scores, notes=notes)
+    return replace(frames, boxes=boxes, scores=scores, notes=notes, landmarks=landmarks)
 
 
 def _resize(img: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -591,6 +599,41 @@ def _crop_one(image: np.ndarray, box: np.ndarray, size: int, margin: float) -> n
     return _resize(win, size, size)
 
 
+#: Where the eyes, nose tip and mouth centre of an aligned face go in a 112x112 crop (the 5-point template of
+#: ArcFace / InsightFace, its two mouth corners averaged): image-left eye, image-right eye, nose, mouth.
+ALIGN_TEMPLATE = np.array([[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [56.1396, 92.2848]],
+                          np.float32)
+
+
+def align_points(landmarks: np.ndarray) -> np.ndarray:
+    """The 4 alignment points (image-left eye, image-right eye, nose tip, mouth centre) of detector key points.
+
+    MediaPipe's 6 points start with the person's right eye (the image-left one), then left eye, nose tip, mouth
+    centre; MTCNN's 5 are image-left eye, image-right eye, nose, mouth left, mouth right.
+
+    Shape:
+        ``(P, 2)`` with P in (5, 6) → ``(4, 2)``.
+    """
+    lm = np.asarray(landmarks, np.float32)
+    if lm.shape == (6, 2):
+        return lm[:4]
+    if lm.shape == (5, 2):
+        return np.concatenate([lm[:3], lm[3:5].mean(0, keepdims=True)])
+    raise ValueError(f"align_points: expected MediaPipe (6, 2) or MTCNN (5, 2) key points, got {lm.shape}")
+
+
+def _align_one(image: np.ndarray, points: np.ndarray, size: int) -> np.ndarray | None:
+    """Warp ``image`` so that ``points`` land on :data:`ALIGN_TEMPLATE` scaled to ``size`` (similarity:
+    rotation, uniform scale, translation; least squares; black outside the image). None for degenerate points."""
+    import cv2  # image ops
+
+    dst = ALIGN_TEMPLATE * (size / 112.0)
+    m, _ = cv2.estimateAffinePartial2D(points.astype(np.float32), dst, method=cv2.LMEDS)
+    if m is None:
+        return None
+    return cv2.warpAffine(image, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+
+
 def crop_faces(
     frames: FrameBatch,
     *,
@@ -598,6 +641,7 @@ def crop_faces(
     margin: float = 0.25,
     policy: str = "mask",
     previous_box: np.ndarray | None = None,
+    align: bool = False,
 ) -> FrameBatch:
     """Cut a square face crop from every frame.
 
@@ -615,6 +659,11 @@ def crop_faces(
       (or at ``previous_box`` before the first one, e.g. the last box of the previous window of a
       frame-level task), ``valid`` unchanged; without any earlier box it behaves like ``"mask"``.
 
+    With ``align`` a row whose face has key points (``frames.landmarks``) is instead warped by the similarity
+    transform that takes its eyes, nose tip and mouth centre to :data:`ALIGN_TEMPLATE` (what face
+    recognisers trained on aligned faces expect, and how Aff-Wild2's ``cropped_aligned`` faces are made; the
+    template's own framing, ``margin`` unused); a face without key points is cut from its box as above.
+
     ``boxes`` and ``scores`` are carried over unchanged (NaN where no face), so which rows had a face
     is always recoverable from the result.
 
@@ -622,6 +671,7 @@ def crop_faces(
         frames: frames that went through :func:`detect_faces` (``boxes`` set, in source-frame pixels).
         size: output side in pixels.
         margin: fraction of the box's longer side added on each side (0 = the tight square).
+        align: warp faces with key points to the canonical template (see above).
         policy: ``"mask"``, ``"full_frame"`` or ``"previous"``.
         previous_box: ``(4,)`` a box (source pixels) to fall back on for ``"previous"`` before the first face.
 
@@ -657,8 +707,15 @@ def crop_faces(
     to_px = np.array([sx, sy, sx, sy], np.float32)  # boxes are in source pixels; crops are cut from ``pixels``
     out = np.zeros((n, size, size, 3), np.uint8)
     valid = np.asarray(frames.valid, dtype=bool).copy()
+    lm = frames.landmarks if align and frames.landmarks is not None and frames.landmarks.shape[1] in (5, 6) else None
     for i in range(n):
-        if has_face[i]:
+        warped = None
+        if has_face[i] and lm is not None and np.isfinite(lm[i]).all():
+            warped = _align_one(pixels[i], align_points(lm[i]) / to_px[:2], size)
+        if warped is not None:
+            out[i] = warped
+            last = boxes[i]
+        elif has_face[i]:
             out[i] = _crop_one(pixels[i], boxes[i] / to_px, size, margin)
             last = boxes[i]
         elif policy == "full_frame":
@@ -678,4 +735,5 @@ def crop_faces(
         boxes=boxes.copy(),
         scores=scores,
         notes=notes,
+        landmarks=None if frames.landmarks is None else frames.landmarks.copy(),
     )

@@ -43,8 +43,8 @@ from affectfuse.io.frames import decoded_size, iter_frame_windows, read_frames
 from affectfuse.io.video import probe, read_audio
 from affectfuse.types import AudioFragments, Clip, FrameBatch, VideoInfo
 
-__all__ = ["clip_indices", "frame_level_indices", "audio_fragments", "centred_windows", "SamplingSpec", "sample",
-           "sample_clip"]
+__all__ = ["clip_indices", "frame_level_indices", "audio_fragments", "overlapping_windows", "centred_windows",
+           "SamplingSpec", "sample", "sample_clip"]
 
 
 def clip_indices(n_frames: int, n: int = 32) -> tuple[np.ndarray, np.ndarray]:
@@ -208,6 +208,31 @@ def audio_fragments(
     return _cut(audio, sample_rate, lo, hi, b0, b1, t, audio_start, start, end)
 
 
+def overlapping_windows(
+    audio: np.ndarray,
+    sample_rate: int,
+    times: np.ndarray,
+    *,
+    audio_start: float = 0.0,
+) -> AudioFragments:
+    """ViPER's code (``extract_audio_features.py``): ``n`` windows of ``2 L / (n + 1)`` seconds with 50 %
+    overlap, uniformly over the whole track of ``L`` seconds — window ``i`` spans ``[i, i + 2] · L / (n + 1)`` —
+    row ``i`` belonging to the ``i``-th sampled time (aligned in order, not by timestamps). At 32 rows over
+    12 s: 0.73 s windows, the 0.74 s mean the paper's §4 reports (its §3.2 describes :func:`audio_fragments`).
+
+    Shape:
+        samples ``(N, L_w)``; the other arrays ``(N,)``.
+    """
+    t = _check(audio, sample_rate, times)
+    n = len(t)
+    a = np.asarray(audio, dtype=np.float32).reshape(-1)
+    step = len(a) / (n + 1) if n else 0.0
+    lo = np.floor(np.arange(n) * step + 0.5).astype(np.int64)
+    hi = np.floor((np.arange(n) + 2) * step + 0.5).astype(np.int64)
+    return _cut(a, sample_rate, lo, hi, audio_start + lo / sample_rate, audio_start + hi / sample_rate, t,
+                audio_start, -np.inf, None)
+
+
 def centred_windows(
     audio: np.ndarray,
     sample_rate: int,
@@ -265,6 +290,9 @@ class SamplingSpec:
         audio_window: frame level: seconds of audio centred on each row.
         waveform_rate: also return the whole audio track at this rate (Hz); None = no.
         max_seconds: keep at most this many seconds of the whole track; None = all.
+        fragments: clip level: ``"paper"`` (ViPER §3.2: one non-overlapping fragment per row, centred on its frame,
+            the end ones half as long: :func:`audio_fragments`) or ``"code"`` (ViPER's code: 50 % overlapping windows
+            of ``2 L / (N + 1)`` over the whole track: :func:`overlapping_windows`).
         span: what a truncated file is sampled over: ``"decodable"`` (the frames and audio that exist, the
             default) or ``"declared"`` (the duration the container declares: rows past the decodable end are
             invalid, so the rows keep the times an intact file would give them).
@@ -283,6 +311,7 @@ class SamplingSpec:
     waveform_rate: int | None = None
     max_seconds: float | None = None
     span: Literal["decodable", "declared"] = "decodable"
+    fragments: Literal["paper", "code"] = "paper"
 
     def validate(self) -> "SamplingSpec":
         if self.level not in ("clip", "frame"):
@@ -294,6 +323,8 @@ class SamplingSpec:
             raise ValueError(f"SamplingSpec.frame_fps must be > 0, got {self.frame_fps}")
         if self.max_side is not None and self.max_side < 1:
             raise ValueError(f"SamplingSpec.max_side must be a positive number of pixels, got {self.max_side}")
+        if self.fragments not in ("paper", "code"):
+            raise ValueError(f"SamplingSpec.fragments must be 'paper' or 'code', got {self.fragments!r}")
         if self.span not in ("decodable", "declared"):
             raise ValueError(f"SamplingSpec.span must be 'decodable' or 'declared', got {self.span!r}")
         if any(r <= 0 for r in self.sample_rates) or not self.audio_window > 0:
@@ -325,7 +356,9 @@ class _Audio:
             if tr is None:
                 return {}
             wave, start = tr
-            if spec.level == "clip":
+            if spec.level == "clip" and spec.fragments == "code":
+                out[sr] = overlapping_windows(wave, sr, times, audio_start=start)
+            elif spec.level == "clip":
                 out[sr] = audio_fragments(wave, sr, times, audio_start=start)
             else:
                 out[sr] = centred_windows(wave, sr, times, length=spec.audio_window, audio_start=start)

@@ -106,12 +106,12 @@ def model_info(name: str, task: str = "reaction", input_dims: dict[str, int] | N
                 model = MODELS.create(name, task=get_task(task), input_dims=dims, **over)
             break
         except OSError:
-            # a hub backbone that is not in the local cache (offline): count the same architecture from its
-            # default config (e2e_cross: HuBERT-base built from HubertConfig(), no weights)
+            # pretrained weights that are not in the local cache (offline): count the same architectures
+            # untrained (e2e_cross: timm's ResNet101d and HuBERT-base from HubertConfig(), no weights)
             if attempt or not takes_raw_inputs(name):
                 raise
-            over = {"audio_config": {}}
-            note = "audio encoder not in the local cache: counted from its default config (no weights loaded)"
+            over = {"audio_config": {}, "backbone_init": "random"}
+            note = "pretrained weights not in the local cache: counted untrained from the same architectures"
     params = list(model.parameters())
     out = {
         "name": name,

@@ -26,15 +26,16 @@ different, inconsistent ``MutilModel``; see ``/work/shared/design/seed-code-fact
 
 Deviations from the authors' code, and why:
 
-* **Masks instead of 30 fixed steps.** The code truncates / zero-pads every sequence to 30 steps and
-  flattens ``(30, 3dM)`` into the projection (``Linear(3·d·M·30, ...)``), so the model only works for one
-  length and the zero padding is read as data. Here every stage respects the boolean masks: padded values
-  are replaced by zeros on entry (so they can never leak, not even NaN), the TCN re-zeroes invalid steps
-  before every convolution (an invalid step in the middle acts like the convolution's own zero padding),
-  attention never attends to invalid keys, and the clip-level projection reads a **masked mean over valid
-  steps** instead of the flattened 30 steps. That costs the flattened layer's implicit position-specific
-  weights, but works for any length and any number of valid steps; the positional encoding still tells the
-  encoders where each step is.
+* **The 30-step flatten, with masks.** The code truncates / zero-pads every sequence to 30 steps and
+  flattens ``(30, 3dM)`` into the projection (``Linear(3·d·M·30, ...)``: position-specific weights, ≈33.5 M
+  parameters at paper size). ``pooling="flatten"``, ``steps=30`` reproduces it, and it is the default of the
+  ``abaw5_eri`` recipe; every stage respects the boolean masks: padded values are replaced by zeros on entry (so they can never leak, not
+  even NaN), the TCN re-zeroes invalid steps before every convolution (an invalid step in the middle acts like
+  the convolution's own zero padding), attention never attends to invalid keys, and invalid steps enter the
+  flatten as exact zeros. The model's default, ``pooling="masked_mean"``, reads a mean over the valid steps
+  instead: any length, 10.6 M parameters, no position-specific weights — it learns better from
+  variable-length clips and little data (``tests/models/test_learning.py`` fails with the flatten), so a run
+  without the recipe uses it; the choice is in every run's ``model.yaml``.
 * **Missing modalities.** The code drops samples that lack a modality. Here a modality may be absent from
   the batch or missing for some samples (all-False mask row): its pooled encoding is zero and, in the
   feature-concatenated interaction input, each of its invalid steps is replaced by a learned
@@ -88,6 +89,11 @@ class ERIConfig:
             dropout 0.5; code: dim_head 64, MLP 512).
         inter_heads, inter_dim_head, inter_mlp, inter_dropout: interaction encoder (8 heads, dropout 0.1).
         interaction: use the audio-visual interaction branch (Table 1: "A+V+AV" = True, "A+V" = False).
+        pooling: clip-level tasks: ``"flatten"`` (the authors: the first ``steps`` steps flattened into the
+            projections, invalid / missing steps as zeros; the recipe's default) or ``"masked_mean"`` (mean over
+            the valid steps; the model's default).
+        steps: the flattened length (the code's ``max_len`` 30); longer sequences are cut before the model (as
+            the authors' data loader does), shorter ones padded with invalid steps.
     """
 
     d_model: int = 256
@@ -106,6 +112,8 @@ class ERIConfig:
     inter_mlp: int = 512
     inter_dropout: float = 0.1
     interaction: bool = True
+    pooling: str = "masked_mean"
+    steps: int = 30
 
     def validate(self) -> "ERIConfig":
         for name in ("d_model", "tcn_levels", "tcn_kernel", "modal_heads", "modal_dim_head", "modal_mlp",
@@ -119,6 +127,10 @@ class ERIConfig:
             v = getattr(self, name)
             if not 0.0 <= float(v) < 1.0:
                 raise ValueError(f"ERIConfig.{name}: expected a probability in [0, 1), got {v!r}")
+        if self.pooling not in ("flatten", "masked_mean"):
+            raise ValueError(f"ERIConfig.pooling: expected 'flatten' (the authors') or 'masked_mean', got {self.pooling!r}")
+        if not isinstance(self.steps, int) or self.steps < 1:
+            raise ValueError(f"ERIConfig.steps: expected a positive int, got {self.steps!r}")
         if self.pe_base <= 1.0:
             raise ValueError(f"ERIConfig.pe_base: expected > 1, got {self.pe_base!r}")
         return self
@@ -310,12 +322,14 @@ class ABAW5ERI(FusionModel):
             m: ModalEncoder(d, c.modal_heads, c.modal_dim_head, c.modal_mlp, c.modal_dropout) for m in self.modalities
         })
         half = max(1, d * n_mod // 2)
-        self.regress = nn.Sequential(nn.Linear(3 * d * n_mod, half), nn.ReLU())
+        self.flatten = c.pooling == "flatten" and task.resolution == "clip"
+        span = c.steps if self.flatten else 1  # the projections see `steps` positions, or one pooled vector
+        self.regress = nn.Sequential(nn.Linear(3 * d * n_mod * span, half), nn.ReLU())
         fused = half
         if c.interaction:
             self.missing = nn.ParameterDict({m: nn.Parameter(torch.zeros(d)) for m in self.modalities})
             self.interaction = ModalEncoder(d * n_mod, c.inter_heads, c.inter_dim_head, c.inter_mlp, c.inter_dropout)
-            self.proj = nn.Sequential(nn.Linear(3 * d * n_mod, half), nn.ReLU())
+            self.proj = nn.Sequential(nn.Linear(3 * d * n_mod * span, half), nn.ReLU())
             fused += half
         self.intensity_head = nn.Linear(fused, k)
         self.class_head = nn.Linear(fused, k)
@@ -326,6 +340,10 @@ class ABAW5ERI(FusionModel):
         c, d = self.config, self.config.d_model
         frame = self.task.resolution == "frame"
         inputs, masks, t = align_modalities(batch, mods, frame_level=frame, owner=type(self).__name__)
+        if self.flatten and t > c.steps:  # the authors cut every sequence to `steps` before the model
+            inputs = {m: x[:, : c.steps] for m, x in inputs.items()}
+            masks = {m: x[:, : c.steps] for m, x in masks.items()}
+            t = c.steps
         x0 = inputs[mods[0]]
         b, dev, dt = x0.shape[0], x0.device, x0.dtype
 
@@ -340,9 +358,9 @@ class ABAW5ERI(FusionModel):
         for m in self.modalities:
             if m in emb:
                 g = self.encoders[m](emb[m], masks[m])  # (B, T, 3d)
-                g = fill_invalid(g, masks[m]) if frame else masked_pool(g, masks[m])  # (B, [T,] 3d)
+                g = fill_invalid(g, masks[m]) if frame else self._pool(g, masks[m])  # (B, [T,] 3d [* steps])
             else:
-                g = x0.new_zeros((b, t, 3 * d) if frame else (b, 3 * d))
+                g = x0.new_zeros((b, t, 3 * d) if frame else (b, 3 * d * (c.steps if self.flatten else 1)))
             parts.append(g)
         fused = [self.regress(torch.cat(parts, dim=-1))]  # (B, [T,] dM/2)
 
@@ -356,11 +374,25 @@ class ABAW5ERI(FusionModel):
                 else:
                     cols.append(self.missing[m].to(dt).expand(b, t, d))  # (B, T, d)
             g_av = self.interaction(torch.cat(cols, dim=-1), union)  # (B, T, 3dM)
-            g_av = fill_invalid(g_av, union) if frame else masked_pool(g_av, union)  # (B, [T,] 3dM)
+            g_av = fill_invalid(g_av, union) if frame else self._pool(g_av, union)  # (B, [T,] 3dM [* steps])
             fused.append(self.proj(g_av))  # (B, [T,] dM/2)
 
         z = torch.cat(fused, dim=-1)  # (B, [T,] dM)
         return ModelOutput(preds=self.intensity_head(z), logits=self.class_head(z), embedding=z)
+
+    def _pool(self, g: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Clip-level pooling: the first ``steps`` steps flattened (invalid ones zero), or the masked mean.
+
+        Shape:
+            g ``(B, T, F)``, mask ``(B, T)`` → ``(B, steps * F)`` (flatten) or ``(B, F)``.
+        """
+        if not self.flatten:
+            return masked_pool(g, mask)
+        s = self.config.steps
+        g = fill_invalid(g, mask)[:, :s]  # (B, <=s, F)
+        if g.shape[1] < s:
+            g = F.pad(g, (0, 0, 0, s - g.shape[1]))  # (B, s, F)
+        return g.flatten(1)  # (B, s * F)
 
 
 def _create_abaw5_eri(task: TaskSpec, input_dims: dict[str, int], config: ERIConfig) -> ABAW5ERI:

@@ -7,12 +7,17 @@ our own choices marked.
 
 What the paper specifies, and how it is built here:
 
-* **Frames** (section 4.1): 8 equally spaced frames per clip; ``v_emb = PL(ResNet101d(M(v)))``, where ``M``
-  is mean-pooling over the frame axis *before* the 2-D backbone (the equation's order; "inexpensive way to
-  make use of temporal information", inspired by ClipBERT). Default ``frame_pooling="pixels"`` follows the
-  equation: the masked mean of the valid (normalised) frames is one image per clip that goes through the
-  backbone once. ``frame_pooling="features"`` is the ClipBERT reading (backbone per frame, masked mean of
-  the feature maps), at N times the cost.
+* **Frames** (section 4.1): 8 equally spaced frames per clip; ``v_emb = PL(ResNet101d(M(v)))`` with ``M`` a
+  mean-pooling over the frames, "an inexpensive way to make use of temporal information", inspired by
+  ClipBERT — whose sparse sampling runs the backbone on every sampled frame and pools the frames' features.
+  That reading is the default (``frame_pooling="features"``: backbone per valid frame, masked mean of the
+  feature maps). ``frame_pooling="pixels"`` takes the equation's symbols literally (the masked mean of the
+  frames' pixels, one image per clip through the backbone): an option, N times cheaper.
+* **Pretrained backbones** (section 5 fine-tunes an ImageNet ResNet101d and HuBERT pretrained on LibriSpeech):
+  ``backbone_init="pretrained"`` (default) loads timm's ImageNet weights (hub, or the local timm / Hugging
+  Face cache), ``backbone_checkpoint=PATH`` a local state dict; a randomly initialised image backbone is only
+  built when asked for by name (``backbone_init="random"``, as the tiny test variant does) — fine-tuning a
+  random ResNet at ``lr × 0.01`` is not the paper's model. HuBERT comes from ``audio_model`` (hub id or folder).
 * The backbone's feature map is flattened over its last two (spatial) dimensions; each of the ``h × w``
   positions becomes a token of width ``C`` (our reading of "flatten embedding on last two dimensions"),
   then a projection layer ``PL`` (one ``Linear``) maps it to ``d_model``. ViT-like timm backbones whose
@@ -74,11 +79,14 @@ class E2EConfig:
 
     Attributes:
         backbone: timm model name of the image encoder (paper: ``resnet101d``).
-        pretrained: let timm load its pretrained weights (needs them in the local cache; off here).
+        backbone_init: ``"pretrained"`` (timm's pretrained weights, from the hub or its local cache; the
+            paper), or ``"random"`` (untrained: tests, or an explicit choice); ignored when
+            ``backbone_checkpoint`` is given.
         backbone_checkpoint: local ``.safetensors`` / ``.pth`` state dict for the backbone (classifier keys
-            are ignored); loaded after creation.
+            are ignored; loaded with ``weights_only``).
         image_size: square input side; None = the backbone's default (``pretrained_cfg["input_size"]``).
-        frame_pooling: ``"pixels"`` (the paper's ``ResNet(M(v))``) or ``"features"`` (ClipBERT-style).
+        frame_pooling: ``"features"`` (ClipBERT-style: backbone per frame, mean of the features; default) or
+            ``"pixels"`` (the mean frame through the backbone once).
         audio_model: HuBERT hub id (must already be in the local Hugging Face cache) or local directory.
         audio_config: if set, a ``HubertConfig`` built from this dict with random weights (no download);
             overrides ``audio_model``.
@@ -92,10 +100,10 @@ class E2EConfig:
     """
 
     backbone: str = "resnet101d"
-    pretrained: bool = False
+    backbone_init: str = "pretrained"
     backbone_checkpoint: str | None = None
     image_size: int | None = None
-    frame_pooling: str = "pixels"
+    frame_pooling: str = "features"
     audio_model: str = "facebook/hubert-base-ls960"
     audio_config: dict[str, Any] | None = None
     normalize_waveform: bool = False
@@ -106,6 +114,9 @@ class E2EConfig:
     backbone_lr_scale: float = 0.01
 
     def validate(self) -> "E2EConfig":
+        if self.backbone_init not in ("pretrained", "random"):
+            raise ValueError(f"E2EConfig.backbone_init: expected 'pretrained' or 'random' (an untrained backbone, "
+                             f"asked for by name), got {self.backbone_init!r}")
         if self.frame_pooling not in ("pixels", "features"):
             raise ValueError(f"E2EConfig.frame_pooling: expected 'pixels' or 'features', got {self.frame_pooling!r}")
         if not isinstance(self.d_model, int) or self.d_model < 1 or self.d_model % self.heads:
@@ -205,7 +216,16 @@ class E2ECross(FusionModel):
         from affectfuse._compat import import_timm
 
         timm = import_timm()
-        net = timm.create_model(c.backbone, pretrained=c.pretrained, num_classes=0, global_pool="")
+        pretrained = c.backbone_init == "pretrained" and not c.backbone_checkpoint
+        try:
+            net = timm.create_model(c.backbone, pretrained=pretrained, num_classes=0, global_pool="")
+        except Exception as e:  # noqa: BLE001 - timm raises hub / cache errors of several kinds
+            if not pretrained:
+                raise
+            raise OSError(f"E2ECross: cannot load timm's pretrained {c.backbone!r} weights ({type(e).__name__}: {e}). "
+                          f"They come from the Hugging Face hub or its local cache; offline, pass "
+                          f"backbone_checkpoint=<state dict file>, or backbone_init='random' to train an untrained "
+                          f"backbone (not the paper's setting)") from e
         if c.backbone_checkpoint:
             _load_backbone_checkpoint(net, Path(c.backbone_checkpoint))
         data_cfg = timm.data.resolve_model_data_config(net)
@@ -390,7 +410,7 @@ TINY_HUBERT: dict[str, Any] = dict(
     hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, conv_dim=[32] * 7,
     num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4, layerdrop=0.0,
 )
-_SMALL = dict(backbone="test_resnet", audio_config=TINY_HUBERT, d_model=32, heads=2)
+_SMALL = dict(backbone="test_resnet", backbone_init="random", audio_config=TINY_HUBERT, d_model=32, heads=2)
 
 
 def _overrides(over: dict[str, Any]) -> dict[str, Any]:
@@ -401,11 +421,11 @@ def _overrides(over: dict[str, Any]) -> dict[str, Any]:
 
 @MODELS.register("e2e_cross")
 def e2e_cross(*, task: TaskSpec, input_dims: dict[str, int], **overrides: Any) -> E2ECross:
-    """Paper setting: timm ResNet101d (``pretrained=False`` unless asked) + HuBERT-base, d_model 512."""
+    """Paper setting: timm ResNet101d with its ImageNet weights + HuBERT-base (hub id or folder), d_model 512."""
     return _create_e2e_cross(task, input_dims, make_config(E2EConfig, _overrides(overrides)))
 
 
 @MODELS.register("e2e_cross_small")
 def e2e_cross_small(*, task: TaskSpec, input_dims: dict[str, int], **overrides: Any) -> E2ECross:
-    """Small variant for tests: timm ``test_resnet`` and a 2-layer, 32-wide random HuBERT; d_model 32."""
+    """Small variant for tests: timm ``test_resnet`` and a 2-layer, 32-wide HuBERT, both random (by name); d 32."""
     return _create_e2e_cross(task, input_dims, make_config(E2EConfig, _overrides({**_SMALL, **overrides})))

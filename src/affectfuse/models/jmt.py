@@ -32,8 +32,11 @@ with no valid key for a sample gives zero cross-attention context, and the outpu
 therefore runs on that modality plus the joint stream derived from it. The joint stream is valid where
 any modality is; clip pooling uses the joint validity.
 
-The model takes exactly two modalities. Names ``"audio"`` and ``"visual"`` are used by role; otherwise the
-first modality of ``input_dims`` plays the visual role and the second the audio role.
+The model takes one or two modalities. Names ``"audio"`` and ``"visual"`` are used by role; otherwise the
+first modality of ``input_dims`` plays the visual role and the second the audio role. A model built for one
+modality (a single-stream run, an ablation) has that stream and the joint stream ``J = FC(F_m)`` built from it,
+and the two cross-attentions between them (j←m, m←j) in the authors' order; with both modalities it is the
+paper's model, six cross-attentions.
 """
 
 from __future__ import annotations
@@ -123,33 +126,36 @@ class Encoder(nn.Module):
 
 # ----------------------------------------------------------------------------------------------- model
 class JointMultimodalTransformer(FusionModel):
-    """JMT fusion of two modalities (see the module docstring).
+    """JMT fusion of one or two modalities (see the module docstring).
 
     Forward → ``ModelOutput(preds=(B, K) | (B, T, K), embedding=(B, fc_dim) | (B, T, fc_dim))``.
     """
 
     def __init__(self, *, task: TaskSpec, input_dims: dict[str, int], config: JMTConfig) -> None:
         super().__init__(task=task, input_dims=input_dims, config=config)
-        if len(self.input_dims) != 2:
-            raise ValueError(f"jmt: needs exactly two modalities (audio and visual), got input_dims {self.input_dims}")
+        if not 1 <= len(self.input_dims) <= 2:
+            raise ValueError(f"jmt: fuses one or two modalities (audio and visual), got input_dims {self.input_dims}")
         names = list(self.input_dims)
-        if {"audio", "visual"} == set(names):
-            self.roles = {"v": "visual", "a": "audio"}
+        if set(names) <= {"audio", "visual"}:
+            self.roles = {r: m for r, m in (("v", "visual"), ("a", "audio")) if m in names}
         else:
-            self.roles = {"v": names[0], "a": names[1]}
+            self.roles = dict(zip(("v", "a"), names))
+        self.streams = (*self.roles, "j")
+        self.pairs = tuple((q, k) for q, k in CROSS_PAIRS if q in self.streams and k in self.streams)
         c = config
         d = c.d_model
         self.proj = nn.ModuleDict({
             r: (nn.Identity() if self.input_dims[m] == d else nn.Linear(self.input_dims[m], d)) for r, m in self.roles.items()
         })
-        self.joint = nn.Linear(2 * d, d)
-        self.encoders = nn.ModuleDict({r: Encoder(c) for r in ("v", "a", "j")})
+        self.joint = nn.Linear(len(self.roles) * d, d)
+        self.encoders = nn.ModuleDict({r: Encoder(c) for r in self.streams})
         if c.share_cross_weights:
-            self.cross = nn.ModuleDict({r: MultiHeadAttention(d, num_heads=c.num_heads, dropout=c.dropout) for r in ("v", "a", "j")})
+            self.cross = nn.ModuleDict({r: MultiHeadAttention(d, num_heads=c.num_heads, dropout=c.dropout)
+                                        for r in self.streams})
         else:
             self.cross = nn.ModuleDict({f"{q}{k}": MultiHeadAttention(d, num_heads=c.num_heads, dropout=c.dropout)
-                                        for q, k in CROSS_PAIRS})
-        self.fc = nn.Linear(6 * d, c.fc_dim)
+                                        for q, k in self.pairs})
+        self.fc = nn.Linear(len(self.pairs) * d, c.fc_dim)
         k = task.num_outputs
         per_target = c.head_per_target and not task.is_classification
         n_heads, n_out = (k, 1) if per_target else (1, k)
@@ -178,11 +184,11 @@ class JointMultimodalTransformer(FusionModel):
             else:
                 x[r] = ref.new_zeros(b, t, d)  # (B, T, d)
                 valid[r] = torch.zeros(b, t, dtype=torch.bool, device=ref.device)
-        valid["j"] = valid["v"] | valid["a"]  # (B, T)
-        x["j"] = fill_invalid(self.joint(torch.cat([x["v"], x["a"]], dim=-1)), valid["j"])  # (B, T, d)
-        enc = {r: self.encoders[r](x[r], valid[r]) for r in ("v", "a", "j")}  # each (B, T, d)
+        valid["j"] = torch.stack([valid[r] for r in self.roles]).any(0)  # (B, T)
+        x["j"] = fill_invalid(self.joint(torch.cat([x[r] for r in self.roles], dim=-1)), valid["j"])  # (B, T, d)
+        enc = {r: self.encoders[r](x[r], valid[r]) for r in self.streams}  # each (B, T, d)
         outs = []
-        for q, k in CROSS_PAIRS:
+        for q, k in self.pairs:
             z = self._cross(q, k)(enc[q], enc[k], valid[k])  # (B, T, d)
             outs.append(fill_invalid(z, valid[q]))  # zero rows whose query is invalid
         h = self.fc(torch.cat(outs, dim=-1))  # (B, T, fc_dim)

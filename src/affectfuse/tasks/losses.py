@@ -17,8 +17,9 @@ Losses (the ``LOSSES`` registry):
 
 * ``mse`` — mean over targets of the per-target MSE on the raw predictions (ViPER: "average MSE loss among
   emotions", no activation);
-* ``ccc`` — ``1 - CCC`` per target over all valid frames of the batch, averaged over targets (JMT, eq. 3;
-  population statistics as in the authors' ``CCCLoss``);
+* ``ccc`` — ``1 - CCC`` per target over all valid frames of the batch, averaged over targets with population
+  statistics; ``reduction="sum"``, ``std="unbiased"`` are the authors' ``CCCLoss`` (JMT, eq. 3: the valence and
+  arousal losses added, ``torch.std`` unbiased), the ``jmt_va`` recipe's setting;
 * ``mse_ce`` — ABAW5-ERI (HFUT-MAC): MSE on ``sigmoid(preds)`` plus ``ce_weight`` (0.01) × cross-entropy of
   the auxiliary head ``output.logits`` ``(B, C)`` against the dominant emotion. ``ce_target="argmax"``
   (default) uses the argmax of the targets; ``ce_target="authors"`` reproduces the released code exactly:
@@ -133,18 +134,25 @@ def masked_mse(preds: torch.Tensor, targets: torch.Tensor, valid: torch.Tensor) 
     return per_col[has].mean()
 
 
-def masked_ccc(preds: torch.Tensor, targets: torch.Tensor, valid: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """Per-column concordance correlation over valid entries (population statistics).
+def masked_ccc(preds: torch.Tensor, targets: torch.Tensor, valid: torch.Tensor, eps: float = 1e-8,
+               unbiased: bool = False) -> torch.Tensor:
+    """Per-column concordance correlation over valid entries.
+
+    Args:
+        unbiased: (co)variances divided by ``n - 1`` (``torch.std``'s default, what JMT's ``CCCLoss`` uses) instead
+            of ``n`` (population statistics, the metric's definition); the means are the same.
 
     Shape:
         preds, targets, valid ``(N, K)`` → ``(K,)``; a column without valid entries gives 0.
     """
     w = valid.to(preds.dtype)  # (N, K)
-    n = w.sum(0).clamp(min=1.0)  # (K,)
+    count = w.sum(0)  # (K,)
+    n = count.clamp(min=1.0)
     mx = (preds * w).sum(0) / n  # (K,)
     my = (targets * w).sum(0) / n  # (K,)
     dx, dy = (preds - mx) * w, (targets - my) * w  # (N, K)
-    vx, vy, cov = (dx**2).sum(0) / n, (dy**2).sum(0) / n, (dx * dy).sum(0) / n  # (K,)
+    div = (count - 1.0).clamp(min=1.0) if unbiased else n
+    vx, vy, cov = (dx**2).sum(0) / div, (dy**2).sum(0) / div, (dx * dy).sum(0) / div  # (K,)
     return 2.0 * cov / (vx + vy + (mx - my) ** 2 + eps)  # (K,)
 
 
@@ -164,25 +172,33 @@ class MSELoss:
 
 
 class CCCLoss:
-    """``1 - CCC`` per target over every valid frame of the batch, averaged over targets (JMT).
+    """``1 - CCC`` per target over every valid frame of the batch, combined over targets (JMT, eq. 3).
 
     Args:
         eps: added to the denominator (a constant prediction on constant targets gives loss 1, not NaN).
+        reduction: ``"mean"`` over the targets (default) or ``"sum"`` (the authors' code adds the valence and
+            arousal losses: twice the gradient, which their grid-searched learning rate assumes).
+        std: ``"population"`` (divide by ``n``, the metric's definition; default) or ``"unbiased"``
+            (``n - 1``, the ``torch.std`` of the authors' ``CCCLoss``).
     """
 
     name = "ccc"
     activation = "none"
 
-    def __init__(self, task: TaskSpec, eps: float = 1e-8) -> None:
-        self.task, self.eps = task, float(eps)
+    def __init__(self, task: TaskSpec, eps: float = 1e-8, reduction: str = "mean", std: str = "population") -> None:
+        if reduction not in ("mean", "sum"):
+            raise ValueError(f"ccc loss: reduction must be 'mean' or 'sum', got {reduction!r}")
+        if std not in ("population", "unbiased"):
+            raise ValueError(f"ccc loss: std must be 'population' or 'unbiased', got {std!r}")
+        self.task, self.eps, self.reduction, self.unbiased = task, float(eps), reduction, std == "unbiased"
 
     def __call__(self, output: ModelOutput, batch: Batch) -> torch.Tensor:
         p, t, v = _regression_view(self.task, output, batch, self.name)
         has = v.any(0)  # (K,)
         if not bool(has.any()):
             return _zero(p)
-        ccc = masked_ccc(p, t, v, self.eps)  # (K,)
-        return (1.0 - ccc[has]).mean()
+        loss = 1.0 - masked_ccc(p, t, v, self.eps, unbiased=self.unbiased)[has]  # (K',)
+        return loss.sum() if self.reduction == "sum" else loss.mean()
 
 
 class MSECELoss:

@@ -214,11 +214,13 @@ def compute_metrics(task: "str | TaskSpec", preds, targets, mask=None) -> dict[s
 
 
 # -- post-processing ---------------------------------------------------------------------------------
-def smooth_predictions(values, windows: int | Sequence[int], clip: tuple[float, float] | None = None) -> np.ndarray:
+def smooth_predictions(values, windows: int | Sequence[int], clip: tuple[float, float] | None = None,
+                       mode: str = "reflect") -> np.ndarray:
     """Moving average along time, per column, with ``scipy.ndimage.uniform_filter1d`` semantics.
 
-    Mode ``"reflect"`` (``d c b a | a b c d | d c b a``), origin 0: for window ``w`` row ``i`` averages rows
-    ``i - w // 2`` .. ``i + (w - 1) - w // 2``. JMT smooths one video's valence with 20 and arousal with 50
+    ``mode`` ``"reflect"`` (``d c b a | a b c d | d c b a``, default) or ``"constant"`` (zeros outside the
+    video, what JMT's ``val.py`` uses: the first and last frames are pulled towards 0), origin 0: for window
+    ``w`` row ``i`` averages rows ``i - w // 2`` .. ``i + (w - 1) - w // 2``. JMT smooths one video's valence with 20 and arousal with 50
     after clipping to [-1, 1]: ``smooth_predictions(va, (20, 50), clip=(-1, 1))``. Smooth each video
     separately.
 
@@ -236,6 +238,8 @@ def smooth_predictions(values, windows: int | Sequence[int], clip: tuple[float, 
         x = x[:, None]
     if x.ndim != 2:
         raise ValueError(f"smooth_predictions: values must be (T, K), got {x.shape}")
+    if mode not in ("reflect", "constant"):
+        raise ValueError(f"smooth_predictions: mode must be 'reflect' or 'constant', got {mode!r}")
     if clip is not None:
         x = np.clip(x, clip[0], clip[1])
     k = x.shape[1]
@@ -249,7 +253,7 @@ def smooth_predictions(values, windows: int | Sequence[int], clip: tuple[float, 
             continue
         left = w // 2
         right = w - 1 - left
-        padded = np.pad(x[:, j], (left, right), mode="symmetric")  # (T + w - 1,)
+        padded = np.pad(x[:, j], (left, right), mode="symmetric" if mode == "reflect" else "constant")  # (T+w-1,)
         c = np.concatenate([[0.0], np.cumsum(padded)])
         out[:, j] = (c[w:] - c[:-w]) / w
     return out[:, 0] if squeeze else out

@@ -40,24 +40,29 @@ class PostProcess:
         clip: ``(low, high)`` applied after the activation (before smoothing), or None.
         smoothing: one uniform-filter window per output, applied per video over its frames in frame order
             (frame-level outputs only), or None.
+        smoothing_mode: ``"reflect"`` (default) or ``"constant"`` (zeros past the video's ends: JMT's ``val.py``);
+            see :func:`affectfuse.tasks.metrics.smooth_predictions`.
     """
 
     activation: str = "none"
     clip: tuple[float, float] | None = None
     smoothing: tuple[int, ...] | None = None
+    smoothing_mode: str = "reflect"
 
     def validate(self) -> "PostProcess":
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"PostProcess.activation must be one of {ACTIVATIONS}, got {self.activation!r}")
         if self.clip is not None and (len(self.clip) != 2 or not self.clip[0] <= self.clip[1]):
             raise ValueError(f"PostProcess.clip must be (low, high) with low <= high, got {self.clip!r}")
+        if self.smoothing_mode not in ("reflect", "constant"):
+            raise ValueError(f"PostProcess.smoothing_mode must be 'reflect' or 'constant', got {self.smoothing_mode!r}")
         if self.smoothing is not None and (not self.smoothing or min(self.smoothing) < 1):
             raise ValueError(f"PostProcess.smoothing must be windows >= 1 (one per output), got {self.smoothing!r}")
         return self
 
     @classmethod
-    def for_task(cls, task: TaskSpec, *, activation: str = "none",
-                 smoothing: Sequence[int] | None = None) -> "PostProcess":
+    def for_task(cls, task: TaskSpec, *, activation: str = "none", smoothing: Sequence[int] | None = None,
+                 smoothing_mode: str = "reflect") -> "PostProcess":
         """The post-processing of a task trained with a loss whose outputs need ``activation``.
 
         ``smoothing`` applies to frame-level regression only (it is dropped for other tasks) and comes with
@@ -65,7 +70,8 @@ class PostProcess:
         """
         smooth = bool(smoothing) and task.resolution == "frame" and not task.is_classification
         return cls(activation=activation, clip=task.value_range if smooth else None,
-                   smoothing=tuple(int(w) for w in smoothing) if smooth else None).validate()
+                   smoothing=tuple(int(w) for w in smoothing) if smooth else None,
+                   smoothing_mode=smoothing_mode).validate()
 
     def activate(self, values: np.ndarray) -> np.ndarray:
         """The activation alone.
@@ -102,7 +108,7 @@ class PostProcess:
             for v in dict.fromkeys(video_ids):
                 rows = np.nonzero(vids == v)[0]
                 rows = rows[np.argsort(frames[rows], kind="stable")]
-                x[rows] = smooth_predictions(x[rows], list(self.smoothing), clip=self.clip)
+                x[rows] = smooth_predictions(x[rows], list(self.smoothing), clip=self.clip, mode=self.smoothing_mode)
         elif self.clip is not None:
             x = np.clip(x, self.clip[0], self.clip[1])
         return x

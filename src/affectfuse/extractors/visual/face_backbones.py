@@ -130,7 +130,8 @@ class InceptionResnetV1Face(TorchExtractor):
     def __init__(self, config: InceptionResnetV1Config | None = None, /, **overrides: Any) -> None:
         super().__init__(config, **overrides)
         self.dim = 512
-        self.contract = InputContract(kind="face", image_size=160, mean=FACENET_MEAN, std=FACENET_STD)
+        # aligned crops: the ABAW5 expression recipe feeds Aff-Wild2's organiser-made cropped_aligned faces
+        self.contract = InputContract(kind="face", image_size=160, mean=FACENET_MEAN, std=FACENET_STD, align=True)
 
     def _load(self) -> None:
         import_torchvision()  # facenet_pytorch imports torchvision (MTCNN)
