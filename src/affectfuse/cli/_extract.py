@@ -10,8 +10,7 @@ from typing import Any
 import yaml
 
 from affectfuse._config import from_yaml, make_config
-from affectfuse.extraction import DEFAULT_EXTRACTORS, ExtractConfig, extract
-from affectfuse.io.inputs import list_inputs
+from affectfuse.extraction.config import DEFAULT_EXTRACTORS, ExtractConfig
 
 
 def _parse_value(v: str) -> Any:
@@ -75,6 +74,11 @@ def add_parser(sub, name: str) -> None:
     p.add_argument("--span", choices=["decodable", "declared"],
                    help="truncated files: sample over what decodes (default) or over the declared duration, "
                         "rows past the data invalid")
+    p.add_argument("--engine", choices=["local", "ray"],
+                   help="where videos are decoded and cropped: local (--workers processes; default) or ray "
+                        "(--workers Ray actors, default 1; needs affectfuse[distributed]); the features are the same")
+    p.add_argument("--address", help="with --engine ray: the cluster (auto, ray://HOST:10001, HOST:6379); "
+                                     "default: a local Ray instance")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=run)
 
@@ -83,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
     base = from_yaml(ExtractConfig, Path(args.config)) if args.config else ExtractConfig()
     over: dict[str, Any] = {k: getattr(args, k) for k in (
         "frames", "level", "frame_step", "frame_fps", "face_detector", "no_face", "face_margin", "face_align", "workers",
-        "batch_rows", "float16", "overwrite", "timeout", "span", "fragments", "device", "backend") if getattr(args, k, None) is not None}
+        "batch_rows", "float16", "overwrite", "timeout", "span", "fragments", "device", "backend", "engine", "address") if getattr(args, k, None) is not None}
     names = tuple(n.strip() for n in args.extractors.split(",") if n.strip())
     params = {**base.extractor_params}
     for n, kv in parse_sets(args.set).items():
@@ -91,6 +95,9 @@ def run(args: argparse.Namespace) -> int:
     over["extractors"] = names
     over["extractor_params"] = params
     cfg = make_config(ExtractConfig, over, base=base)
+    from affectfuse.extraction.run import extract  # torch, PyAV: when the command runs
+    from affectfuse.io.inputs import list_inputs
+
     pairs = list_inputs(args.inputs)
     if not pairs:
         print(f"affectfuse extract: no media files found in {' '.join(args.inputs)}", file=sys.stderr)

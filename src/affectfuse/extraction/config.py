@@ -5,7 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Literal
 
-__all__ = ["ExtractConfig", "ExtractReport", "expand_extractors", "DEFAULT_EXTRACTORS", "EXTRACTOR_SETS"]
+__all__ = ["ExtractConfig", "ExtractReport", "expand_extractors", "DEFAULT_EXTRACTORS", "EXTRACTOR_SETS", "ENGINES"]
+
+#: Where videos are prepared (``ExtractConfig.engine``).
+ENGINES: tuple[str, ...] = ("local", "ray")
 
 #: The offline default set: every one ships its weights in a registry package (see README).
 DEFAULT_EXTRACTORS: tuple[str, ...] = ("mobilenetv2_imagenet", "faceapi_expression", "resemblyzer_ge2e")
@@ -84,6 +87,11 @@ class ExtractConfig:
             ``"onnx"``; given to every extractor that has a ``backend`` like ``device``. Neither changes the keys.
         timeout: seconds a video may go without progress (clip level: its whole preparation; frame level: one
             window) before its worker is stopped and the file recorded as failed; 0 = no limit.
+        engine: where videos are decoded and cropped: ``"local"`` (``workers`` processes on this machine) or
+            ``"ray"`` (``workers`` Ray actors, default 1, see :class:`~affectfuse.engines.ray.RayEngine`). The features are
+            the same either way, so this is not part of the store keys.
+        address: with ``engine="ray"``, the cluster to connect to (``"auto"``, ``"ray://host:10001"``); None
+            starts a local Ray instance.
     """
 
     extractors: tuple[str, ...] = DEFAULT_EXTRACTORS
@@ -110,6 +118,8 @@ class ExtractConfig:
     device: str = "auto"
     backend: Literal["auto", "torch", "onnx"] = "auto"
     timeout: float = 300.0
+    engine: Literal["local", "ray"] = "local"
+    address: str | None = None
 
     def validate(self) -> "ExtractConfig":
         if not self.extractors:
@@ -138,6 +148,12 @@ class ExtractConfig:
             raise ValueError(f"ExtractConfig.span must be 'decodable' or 'declared', got {self.span!r}")
         if not self.timeout >= 0:
             raise ValueError(f"ExtractConfig.timeout must be >= 0 seconds (0 = no limit), got {self.timeout}")
+        if self.engine not in ENGINES:
+            raise ValueError(f"ExtractConfig.engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
+        if self.engine == "ray" and self.workers is not None and self.workers < 1:
+            raise ValueError(f"ExtractConfig: engine='ray' needs workers >= 1 (Ray actors), got {self.workers}")
+        if self.address is not None and self.engine != "ray":
+            raise ValueError(f"ExtractConfig.address ({self.address!r}) is for engine='ray', got engine={self.engine!r}")
         unknown = set(self.extractor_params) - {n for n, _, _ in expand_extractors(self.extractors)}
         if unknown:
             raise ValueError(f"ExtractConfig.extractor_params names extractors not in extractors: {sorted(unknown)}")

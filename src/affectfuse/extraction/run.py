@@ -20,6 +20,7 @@ from affectfuse._config import make_config, to_dict
 from affectfuse._versions import versions
 from affectfuse.engines.base import Engine, Job
 from affectfuse.engines.local import create_engine
+from affectfuse.engines.ray import RayEngine
 from affectfuse.extraction.config import ExtractConfig, ExtractReport
 from affectfuse.extraction.plan import make_plan, make_streams
 from affectfuse.extraction.prepare import Preparer
@@ -85,7 +86,8 @@ def extract(
         progress: show a progress bar (on a terminal).
         extractors: ready extractor objects (instead of creating ``config.extractors`` by name).
         on_video: called with each video id when it is finished (written or failed).
-        engine: where videos are prepared (default: ``config.workers`` local processes).
+        engine: where videos are prepared (default: from ``config.engine``: ``config.workers`` local processes or
+            Ray actors).
 
     Returns:
         an :class:`ExtractReport`; failures are in the report and the store's manifest, never raised. The run
@@ -121,7 +123,7 @@ def extract(
 
     writer.on_video = finished
     workers = cfg.workers if cfg.workers is not None else (0 if len(jobs) <= 1 else 1)
-    engine = engine or create_engine(workers, timeout=cfg.timeout)
+    engine = engine or _engine(cfg, workers)
     preparer = Preparer(make_plan(streams, cfg))
     if jobs and hasattr(engine, "prestart"):
         engine.prestart(preparer)  # the workers start up while this process loads the models
@@ -147,6 +149,13 @@ def extract(
         report.stages = dict(writer.seconds)
     _record(store, cfg, report, len(pairs))
     return report
+
+
+def _engine(cfg: ExtractConfig, workers: int) -> Engine:
+    """The engine ``cfg.engine`` names, with ``workers`` workers (local processes or Ray actors)."""
+    if cfg.engine == "ray":
+        return RayEngine(max(1, workers), timeout=cfg.timeout, address=cfg.address)
+    return create_engine(workers, timeout=cfg.timeout)
 
 
 def _record(store: FeatureStore, cfg: ExtractConfig, report: ExtractReport, inputs: int) -> Path:
