@@ -10,10 +10,11 @@ from types import SimpleNamespace
 from typing import Any
 
 from affectfuse._config import from_yaml, make_config
-from affectfuse.data.raw import RAW_MODALITIES
+from affectfuse.recipes import resolve as resolve_recipe
 from affectfuse.features.store import FeatureStore
-from affectfuse.training import TrainConfig, evaluate, train
-from affectfuse.training.multi import train_seeds
+from affectfuse.inference.train_config import TrainConfig
+
+# training / inference import torch: imported when a command runs, so that ``--help`` stays fast
 
 
 def resolve_modalities(store, spec: str | None) -> dict[str, str]:
@@ -65,21 +66,35 @@ def _train_conf(p: argparse.ArgumentParser) -> None:
     p.add_argument("--videos", help="video folder or list (end-to-end models: --modalities pixels,waveform)")
     p.add_argument("--modalities", help="comma list: extractor names / keys / modality=extractor (default: all)")
     p.add_argument("--model", default=None, help="registered model (affectfuse models); default viper_small")
-    p.add_argument("--config", help="YAML with TrainConfig fields, e.g. recipes/viper_reaction.yaml")
+    p.add_argument("--config", help="a shipped recipe by name (viper_reaction, jmt_va, abaw5_eri, abaw5_expr, e2e_vgaf: "
+                                    "`affectfuse recipes`) or a YAML file with TrainConfig fields; options given here win")
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int, dest="batch_size")
     p.add_argument("--lr", type=float)
     p.add_argument("--seed", type=int)
     p.add_argument("--seeds", help="comma list of seeds: one run per seed in OUT/seed_<s>, mean ± std in OUT/metrics.json")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--devices", type=int, help="training processes per node (DistributedDataParallel when devices x "
+                   "nodes > 1: gloo on CPU, NCCL on GPU, one GPU each); a plain command starts them itself, under "
+                   "torchrun / srun the launcher's world size must equal devices x nodes. --batch-size stays the "
+                   "global batch (divisible by devices x nodes). Default 1")
+    p.add_argument("--nodes", type=int, help="nodes of a multi-node run, each started by torchrun --nnodes or srun "
+                   "(default 1)")
+    p.add_argument("--precision", choices=["32", "bf16", "fp16"], help="32: float32 (the default); bf16: bfloat16 "
+                   "autocast (GPU, or CPU with AMX / AVX512-BF16, slower than 32 on other CPUs); fp16: float16 autocast "
+                   "with loss scaling (CUDA only, as JMT trained)")
     p.add_argument("--out", required=True, help="run folder")
     p.add_argument("--quiet", action="store_true")
 
 
 def _train_run(args: argparse.Namespace) -> int:
-    base = from_yaml(TrainConfig, Path(args.config)) if args.config else TrainConfig()
+    base = from_yaml(TrainConfig, resolve_recipe(args.config)) if args.config else TrainConfig()
     over: dict[str, Any] = {"task": args.task}
     raw_mods = [m.strip() for m in (args.modalities or "").split(",") if m.strip()]
+    from affectfuse.data.raw import RAW_MODALITIES
+    from affectfuse.training import train
+    from affectfuse.training.multi import train_seeds
+
     if raw_mods and set(raw_mods) <= set(RAW_MODALITIES):
         if not args.videos:
             raise ValueError(f"--modalities {','.join(raw_mods)} are raw inputs: pass --videos DIR")
@@ -91,20 +106,34 @@ def _train_run(args: argparse.Namespace) -> int:
         store = FeatureStore(args.features, create=False)
         if args.modalities or not base.modalities:
             over["modalities"] = resolve_modalities(store, args.modalities)
-    for k in ("model", "epochs", "batch_size", "lr", "seed", "device"):
+    for k in ("model", "epochs", "batch_size", "lr", "seed", "device", "devices", "nodes", "precision"):
         if getattr(args, k, None) is not None:
             over[k] = getattr(args, k)
     cfg = make_config(TrainConfig, over, base=base)
-    print(f"training {cfg.model} on {cfg.task} with modalities {cfg.modalities} -> {args.out}", file=sys.stderr)
+    main = _is_main_rank()
+    if main:
+        procs = f" on {cfg.world_size} processes" if cfg.world_size > 1 else ""
+        print(f"training {cfg.model} on {cfg.task} with modalities {cfg.modalities}{procs} -> {args.out}",
+              file=sys.stderr)
     if args.seeds:
         seeds = [int(s) for s in args.seeds.split(",")]
         summary = train_seeds(args.labels, store, cfg, args.out, seeds=seeds, videos=args.videos,
                               progress=not args.quiet, log=_log)
-        print(json.dumps(summary, indent=1))
+        if main:
+            print(json.dumps(summary, indent=1))
         return 0
     metrics = train(args.labels, store, cfg, args.out, videos=args.videos, progress=not args.quiet, log=_log)
-    print(json.dumps(metrics, indent=1))
+    if main:  # under torchrun / srun every rank runs this command; rank 0 prints
+        print(json.dumps(metrics, indent=1))
     return 0
+
+
+def _is_main_rank() -> bool:
+    """Whether this process prints: no launcher started it, or it is the launcher's rank 0."""
+    from affectfuse.training.distributed import launch_env
+
+    env = launch_env()
+    return env is None or env.rank == 0
 
 
 train_cmd = SimpleNamespace(add_parser=lambda sub, name: _add(sub, name, "train a fusion model on stored features",
@@ -126,6 +155,8 @@ def _eval_conf(p):
 
 
 def _eval_run(args) -> int:
+    from affectfuse.inference.run import evaluate
+
     m = evaluate(args.run_dir, split=args.split, labels=args.labels, store=args.features)
     print(json.dumps({args.split: m}, indent=1))
     return 0
