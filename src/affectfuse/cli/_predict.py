@@ -6,9 +6,7 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
-from affectfuse.inference.offline import format_summary
-from affectfuse.inference.predictor import predict
-from affectfuse.reporting import prediction_report
+# the inference modules import torch: imported when a command runs, so that ``--help`` stays fast
 
 
 def _log(msg: str) -> None:
@@ -39,11 +37,18 @@ def _predict_conf(p):
                    help="offline default: also write OUT.json (per video: summary and frames)")
     p.add_argument("--report", metavar="DIR", default=None, help="offline default: write an HTML/plot report to DIR")
     p.add_argument("--fps", type=float, default=None, help="offline default: sampled frames per second (default 5)")
+    p.add_argument("--backend", default=None, metavar="torch|onnx|auto",
+                   help="with --run: what runs the model: torch (default), onnx (ONNX Runtime on RUN/model.onnx, "
+                        "exported when missing or stale) or auto (onnx when installed and exported, else torch)")
 
 
 def _predict_run(args) -> int:
 
     offline = args.run_dir is None
+    if offline and args.backend is not None:
+        raise ValueError("--backend applies to predicting with a trained run (--run RUN)")
+    if args.backend is not None and args.backend not in ("torch", "onnx", "auto"):
+        raise ValueError(f"--backend must be torch, onnx or auto; got {args.backend!r}")
     if offline and args.features:
         raise ValueError("--features applies to predicting with a trained run (--run RUN); the offline default "
                          "keeps no feature store")
@@ -52,7 +57,12 @@ def _predict_run(args) -> int:
         if given:
             raise ValueError(f"{', '.join(given)} apply to the offline default (predict without --run); "
                              "with --run the predictions go to --out only")
-    kw = {"json": args.json, "fps": 5.0 if args.fps is None else args.fps} if offline else {"features": args.features}
+    kw = ({"json": args.json, "fps": 5.0 if args.fps is None else args.fps} if offline
+          else {"features": args.features, "backend": args.backend or "torch"})
+    from affectfuse.inference.offline import format_summary
+    from affectfuse.inference.predictor import predict
+    from affectfuse.reporting import prediction_report
+
     res = predict(args.videos, args.run_dir, out=args.out, workers=args.workers, progress=not args.quiet, log=_log, **kw)
     if offline and args.report:
         res.written.append(prediction_report(res.prediction.to_frame(res.prediction.FRAME_TABLE), Path(args.report),

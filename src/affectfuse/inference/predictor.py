@@ -24,7 +24,7 @@ import pandas as pd
 from affectfuse.extraction import ExtractConfig, ExtractReport, extract
 from affectfuse.features.store import FeatureStore
 from affectfuse.inference.offline import OFFLINE_CLASSES, Failure, format_summary, predict_offline, write_outputs
-from affectfuse.inference.run import Run, load_run, score_dataset
+from affectfuse.inference.run import Run, load_run, score_dataset, use_backend
 from affectfuse.io.inputs import list_inputs
 from affectfuse.types import Prediction
 
@@ -86,7 +86,7 @@ def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def predict_videos(videos: Iterable[str | Path], run: str | Path | Run, out_csv: str | Path | None = None, *,
                    features: str | Path | None = None, workers: int = 1, progress: bool = True,
-                   log=print) -> tuple[Prediction, ExtractReport]:
+                   log=print, backend: str = "torch") -> tuple[Prediction, ExtractReport]:
     """Predict with a trained run on media files; writes a CSV (per clip, or per frame for frame tasks).
 
     Args:
@@ -95,13 +95,16 @@ def predict_videos(videos: Iterable[str | Path], run: str | Path | Run, out_csv:
         out_csv: the predictions file (None: not written).
         features: a feature store to extract into and reuse (default: a temporary one).
         workers: decoding processes.
+        log: where progress lines go.
+        backend: what runs the model: ``"torch"``, ``"onnx"`` (ONNX Runtime, ``RUN/model.onnx``, exported when
+            missing or made from other weights) or ``"auto"`` (ONNX where installed and exported, else torch).
 
     Returns:
         (the :class:`~affectfuse.types.Prediction`, post-processed as the run records, also written to
         ``out_csv`` in the :attr:`Prediction.RUN` layout; the extraction report). Videos that could not be read
         are listed in the report and have no rows.
     """
-    run = run if isinstance(run, Run) else load_run(run)
+    run = use_backend(run, backend) if isinstance(run, Run) else load_run(run, backend=backend)
     pairs = list_inputs(list(videos))
     if run.is_raw:  # end-to-end model: frames and audio decoded per clip, no feature extraction
         ds = run.dataset(None, None, videos=dict(pairs), video_ids=[v for v, _ in pairs])
@@ -176,7 +179,7 @@ class PredictResult:
 def predict(videos: Iterable[str | Path] | str | Path, run: str | Path | Run | None = None, *,
             out: str | Path | None = None, json: bool = False, features: str | Path | None = None, workers: int = 1,
             fps: float = 5.0, progress: bool = True, log: Callable[[str], Any] = lambda *_: None,
-            **offline: Any) -> PredictResult:
+            backend: str = "torch", **offline: Any) -> PredictResult:
     """Score media files with a trained run, or with the offline default when ``run`` is None.
 
     Args:
@@ -189,6 +192,7 @@ def predict(videos: Iterable[str | Path] | str | Path, run: str | Path | Run | N
         fps: offline default: sampled frames per second.
         progress: progress bars on a terminal.
         log: where progress lines go.
+        backend: with a run: ``"torch"``, ``"onnx"`` or ``"auto"`` (see :func:`predict_videos`).
         **offline: offline default only: ``window``, ``detector``, ``margin``, ``max_side``
             (see :func:`~affectfuse.inference.offline.predict_offline`).
 
@@ -199,6 +203,9 @@ def predict(videos: Iterable[str | Path] | str | Path, run: str | Path | Run | N
         ValueError: bad parameters, or (with a run) no video could be processed.
     """
     if run is None:
+        if backend != "torch":
+            raise ValueError(f"backend={backend!r} chooses what runs a trained run's model (predict with a run); the "
+                             "offline default's extractors pick their own (ONNX Runtime where installed)")
         frames, summary, failures = predict_offline(videos, fps=fps, workers=workers, progress=progress,
                                                     features=features, **offline)
         pred = Prediction.from_frame(frames, Prediction.FRAME_TABLE, names=list(OFFLINE_CLASSES), classification=True)
@@ -209,7 +216,8 @@ def predict(videos: Iterable[str | Path] | str | Path, run: str | Path | Run | N
                          "(predict without a run)")
     videos = [videos] if isinstance(videos, (str, Path)) else list(videos)
     paths = dict(list_inputs(videos))
-    pred, report = predict_videos(videos, run, out, features=features, workers=workers, progress=progress, log=log)
+    pred, report = predict_videos(videos, run, out, features=features, workers=workers, progress=progress, log=log,
+                                  backend=backend)
     failures, seen = [], set()
     for vid, _, msg in report.failed:
         if vid not in seen:

@@ -8,7 +8,7 @@ the task's metrics on the labelled rows. Nothing here imports :mod:`affectfuse.t
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any, Sequence
@@ -29,7 +29,7 @@ from affectfuse.tasks.postprocess import PostProcess
 from affectfuse.tasks.spec import TaskSpec
 from affectfuse.types import Prediction
 
-__all__ = ["Run", "load_run", "evaluate", "predict_dataset", "score_dataset", "raw_dataset", "labels_for",
+__all__ = ["Run", "load_run", "use_backend", "evaluate", "predict_dataset", "score_dataset", "raw_dataset", "labels_for",
            "derived_postprocess"]
 
 
@@ -46,6 +46,8 @@ class Run:
         features: modality → ``{"key", "identity"}`` (``features.json``).
         data: ``data.json`` (labels, store, videos the run was trained with).
         postprocess: raw outputs → predictions (``postprocess.yaml``; derived from the config for older runs).
+        backend: what runs ``model``: ``"torch"`` (the module) or ``"onnx"`` (an
+            :class:`~affectfuse.inference.onnx_model.OnnxModel`, same call and outputs).
     """
 
     path: Path
@@ -56,6 +58,7 @@ class Run:
     features: dict[str, dict[str, Any]]
     data: dict[str, Any]
     postprocess: PostProcess = field(default_factory=PostProcess)
+    backend: str = "torch"
 
     @property
     def folder(self) -> RunFolder:
@@ -86,7 +89,7 @@ class Run:
             return raw_dataset(self.config, labels, videos if videos is not None else self.data.get("videos"),
                                split, self.model, **kw)
         keys = {m: f["key"] for m, f in self.features.items()}
-        return FeatureDataset(store, labels, split, keys, seq_len=self.config.seq_len, standardizer=self.standardizer,
+        return FeatureDataset(store, labels, split, keys, **self.config.sequence, standardizer=self.standardizer,
                               **kw)
 
 
@@ -94,14 +97,23 @@ def derived_postprocess(cfg: TrainConfig, task: TaskSpec) -> PostProcess:
     """The post-processing a run made with ``cfg`` used (for runs without ``postprocess.yaml``): the loss's
     activation, the config's smoothing."""
     loss = create_loss(cfg.loss, task, **cfg.loss_params)
-    return PostProcess.for_task(task, activation=loss.activation, smoothing=cfg.smoothing)
+    return PostProcess.for_task(task, activation=loss.activation, smoothing=cfg.smoothing,
+                                smoothing_mode=cfg.smoothing_mode)
 
 
-def load_run(path: str | Path, *, device: str = "cpu") -> Run:
+def load_run(path: str | Path, *, device: str = "cpu", backend: str = "torch") -> Run:
     """Load a run folder written by :func:`affectfuse.training.train` (safetensors weights; no pickled objects).
+
+    Args:
+        path: the run folder.
+        device: where the torch model goes.
+        backend: ``"torch"``; ``"onnx"`` runs the model on ONNX Runtime from ``RUN/model.onnx`` (exported when
+            missing or made from other weights); ``"auto"``: ONNX where ONNX Runtime is installed and a current
+            export exists, else torch (see :func:`use_backend`).
 
     Raises:
         FileNotFoundError: the folder is not a finished run (names the missing file).
+        ValueError: an unknown backend, or one that cannot serve this run.
     """
     folder = RunFolder(path)
     folder.require_finished()
@@ -112,8 +124,30 @@ def load_run(path: str | Path, *, device: str = "cpu") -> Run:
     folder.load_weights(model, device=device)
     model.to(device).eval()
     post = folder.read_postprocess() or derived_postprocess(cfg, task)
-    return Run(folder.path, cfg, task, model, folder.read_standardizer(), folder.read_features(), folder.read_data(),
-               post)
+    run = Run(folder.path, cfg, task, model, folder.read_standardizer(), folder.read_features(), folder.read_data(),
+              post)
+    return run if backend == "torch" else use_backend(run, backend)
+
+
+def use_backend(run: Run, backend: str) -> Run:
+    """The run with its model on ``backend`` (``"torch"``, ``"onnx"`` or ``"auto"``; see :func:`load_run`).
+
+    Raises:
+        ValueError: an unknown backend, ONNX Runtime not installed (``"onnx"``), a model that cannot be exported,
+            or a torch run asked for from an ONNX one.
+    """
+    from affectfuse.inference.onnx_model import load_onnx_model, resolve_model_backend  # heavy: onnxruntime
+
+    if run.backend != "torch":
+        if backend in (run.backend, "auto"):
+            return run
+        raise ValueError(f"{run.path}: loaded on the {run.backend} backend; load_run(path, backend={backend!r}) instead")
+    if str(next(run.model.parameters()).device) != "cpu" and backend != "torch":
+        raise ValueError(f"{run.path}: the ONNX backend runs on the CPU; load the run with device='cpu'")
+    chosen = resolve_model_backend(backend, run)
+    if chosen == "torch":
+        return run
+    return replace(run, model=load_onnx_model(run), backend="onnx")
 
 
 def raw_dataset(cfg: TrainConfig, labels: Labels | None, videos, split, model: torch.nn.Module,
@@ -135,11 +169,13 @@ def predict_dataset(model: torch.nn.Module, ds: "FeatureDataset | RawVideoDatase
                     device: torch.device | None = None) -> dict[str, Any]:
     """Raw model outputs over a dataset, one row per clip (clip level) or per labelled frame.
 
+    ``model`` is a torch model or an :class:`~affectfuse.inference.onnx_model.OnnxModel` (same call).
+
     Returns:
         dict with ``preds (R, K)`` float32 (before any activation), ``targets`` (or None), ``mask (R,)`` bool
         (labelled rows), ``video_ids (R,)``, ``frames (R,)`` and ``times (R,)`` for frame level (else None).
     """
-    device = device or next(model.parameters()).device
+    device = device or getattr(model, "device", None) or next(model.parameters()).device  # OnnxModel: cpu
     model.eval()
     loader = torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=False,
                                          collate_fn=getattr(ds, "collate_fn", collate))
@@ -205,12 +241,13 @@ def labels_for(cfg: TrainConfig, labels: Labels | str | Path) -> Labels:
 
 
 def evaluate(run_dir: str | Path, *, split: str = "test", labels: str | Path | None = None,
-             store: str | Path | None = None) -> dict[str, float]:
-    """Re-evaluate a run on a split (labels and store default to the ones it was trained on).
+             store: str | Path | None = None, backend: str = "torch") -> dict[str, float]:
+    """Re-evaluate a run on a split (labels and store default to the ones it was trained on; ``backend`` as in
+    :func:`load_run`).
 
     Writes ``RUN/predictions/<split>.csv`` and merges the split's metrics into ``RUN/metrics.json``.
     """
-    run = load_run(run_dir)
+    run = load_run(run_dir, backend=backend)
     lab_src = labels or run.data.get("labels")
     st_src = store or run.data.get("store")
     if not lab_src or not (st_src or run.is_raw):

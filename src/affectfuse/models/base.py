@@ -41,24 +41,35 @@ class FusionModel(nn.Module):
 
     def present(self, batch: Batch) -> list[str]:
         """Modalities of this model that the batch carries; raises if none or if one is unknown."""
-        unknown = sorted(set(batch.inputs) - set(self.input_dims))
-        if unknown:
-            raise KeyError(f"{type(self).__name__}: batch has modalities {unknown} the model was not built for; "
-                           f"model modalities: {self.modalities}")
-        mods = [m for m in self.modalities if m in batch.inputs]
-        if not mods:
-            raise ValueError(f"{type(self).__name__}: batch carries none of the model's modalities {self.modalities}")
-        for m in mods:
-            x = batch.inputs[m]
-            if x.shape[-1] != self.input_dims[m]:
-                raise ValueError(f"{type(self).__name__}: modality {m!r} expected width {self.input_dims[m]}, got {tuple(x.shape)}")
-        return mods
+        return present_modalities(type(self).__name__, self.input_dims, batch)
 
     def param_groups(self, lr: float) -> list[dict[str, Any]]:
         return [{"params": [p for p in self.parameters() if p.requires_grad], "lr": lr}]
 
     def forward(self, batch: Batch) -> ModelOutput:  # pragma: no cover - abstract
         raise NotImplementedError
+
+
+def present_modalities(owner: str, input_dims: dict[str, int], batch: Batch) -> list[str]:
+    """The modalities of ``input_dims`` (in its order) that ``batch`` carries, checked against their widths.
+
+    Raises:
+        KeyError: the batch has a modality the model was not built for.
+        ValueError: it carries none of them, or one has another width.
+    """
+    modalities = list(input_dims)
+    unknown = sorted(set(batch.inputs) - set(input_dims))
+    if unknown:
+        raise KeyError(f"{owner}: batch has modalities {unknown} the model was not built for; "
+                       f"model modalities: {modalities}")
+    mods = [m for m in modalities if m in batch.inputs]
+    if not mods:
+        raise ValueError(f"{owner}: batch carries none of the model's modalities {modalities}")
+    for m in mods:
+        x = batch.inputs[m]
+        if x.shape[-1] != input_dims[m]:
+            raise ValueError(f"{owner}: modality {m!r} expected width {input_dims[m]}, got {tuple(x.shape)}")
+    return mods
 
 
 def masked_mean(x: torch.Tensor, mask: torch.Tensor, dim: int = 1) -> torch.Tensor:

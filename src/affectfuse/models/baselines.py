@@ -125,6 +125,8 @@ class MuseLSTM(FusionModel):
         valid = torch.stack([masks[m] for m in mods]).any(0)  # (B, T)
         steps = torch.arange(1, t + 1, device=valid.device)
         lengths = (valid * steps).amax(1).clamp(min=1)  # (B,) last valid step + 1
+        if torch.compiler.is_exporting() or torch.jit.is_tracing():  # ONNX export: packing is data-dependent
+            return self._forward_unpacked(x, lengths)
         packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
         seq, (h_n, _) = self.rnn(packed)
         if self.task.resolution == "frame":
@@ -132,6 +134,43 @@ class MuseLSTM(FusionModel):
         else:
             last = h_n.view(self.config.rnn_n_layers, self.n_dir, b, self.config.d_rnn)[-1]  # (n_dir, B, d_rnn)
             h = last.permute(1, 0, 2).reshape(b, -1)  # (B, H)
+        return ModelOutput(preds=self.out(h), embedding=h)
+
+    def _forward_unpacked(self, x: torch.Tensor, lengths: torch.Tensor) -> ModelOutput:
+        """The packed LSTM of :meth:`forward` by mask arithmetic (inference only; used while exporting).
+
+        Each layer and direction runs on the padded batch with the module's own weights: the forward
+        direction reads steps ``< length`` before any padding; the backward one reads each sequence reversed
+        within its length (a gather), so it starts at the last valid step as the packed LSTM does. Steps at or
+        after ``length`` are zero, as ``pad_packed_sequence`` gives.
+
+        Shape:
+            x ``(B, T, d_rnn)``, lengths ``(B,)`` int64 → as :meth:`forward`.
+        """
+        if self.training:
+            raise RuntimeError("MuseLSTM._forward_unpacked is for inference (no dropout between layers)")
+        b, t, _ = x.shape
+        d = self.config.d_rnn
+        ar = torch.arange(t, device=x.device)[None, :]  # (1, T)
+        inside = ar < lengths[:, None]  # (B, T)
+        rev = torch.where(inside, lengths[:, None] - 1 - ar, ar)  # (B, T): reversal within the length (an involution)
+        h0 = x.new_zeros(1, b, d)
+        h = x  # (B, T, D_l)
+        for layer in range(self.config.rnn_n_layers):
+            outs = []
+            for direction in range(self.n_dir):
+                sfx = f"_l{layer}" + ("_reverse" if direction else "")
+                w = [getattr(self.rnn, f"{n}{sfx}") for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+                src = torch.gather(h, 1, rev.unsqueeze(-1).expand(-1, -1, h.shape[-1])) if direction else h
+                y = torch.lstm(src, (h0, h0), w, True, 1, 0.0, False, False, True)[0]  # (B, T, d)
+                if direction:
+                    y = torch.gather(y, 1, rev.unsqueeze(-1).expand(-1, -1, d))  # back to time order
+                outs.append(y * inside.unsqueeze(-1).to(y.dtype))  # zero after the length
+            h = torch.cat(outs, dim=-1)  # (B, T, n_dir * d)
+        if self.task.resolution != "frame":
+            idx = (lengths - 1).view(b, 1, 1).expand(-1, 1, d)  # (B, 1, d)
+            fwd = torch.gather(h[..., :d], 1, idx)[:, 0]  # (B, d): forward state at the last valid step
+            h = torch.cat([fwd, h[:, 0, d:]], dim=-1) if self.n_dir == 2 else fwd  # backward state ends at step 0
         return ModelOutput(preds=self.out(h), embedding=h)
 
 

@@ -111,7 +111,7 @@ def align_modalities(
     Returns:
         inputs ``{m: (B, T, D_m)}``, masks ``{m: (B, T)}`` bool, and T.
     """
-    lengths = {m: int(batch.inputs[m].shape[1]) for m in mods}
+    lengths = {m: batch.inputs[m].shape[1] for m in mods}  # no int(): symbolic under torch.export (ONNX)
     for m in mods:
         x, mk = batch.inputs[m], batch.masks.get(m)
         if mk is None:
@@ -120,7 +120,7 @@ def align_modalities(
             raise ValueError(f"{owner}: modality {m!r} expected inputs (B, T, D) and mask (B, T); "
                              f"got inputs {tuple(x.shape)} and mask {tuple(mk.shape)}")
     t = max(lengths.values())
-    if frame_level and len(set(lengths.values())) > 1:
+    if frame_level and any(n != t for n in lengths.values()):
         raise ValueError(f"{owner}: a frame-level task needs all modalities on one time axis, got lengths {lengths}; "
                          "align them in the data pipeline (resample features to the label times)")
     inputs, masks = {}, {}
