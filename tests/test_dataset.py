@@ -166,3 +166,36 @@ def test_frame_classification_targets(tmp_path):
     b = collate([ds[0], ds[1]])
     assert b.targets.dtype == torch.int64 and b.targets.tolist() == [[3, 1, 1], [0, -1, -1]]
     assert b.target_mask.tolist() == [[True] * 3, [True, False, False]]
+
+
+def test_subclip_tokens_every_labelled_frame_once_dilated(tmp_path):
+    """tokens='subclips': a sample's tokens are every d-th labelled frame of a seq_len*d window; the d offsets
+    of a window are d samples, so every labelled frame is a token of exactly one sample."""
+    from affectfuse.data.labels import load_labels
+    from affectfuse.data.synthetic import make_frame_dataset
+    from affectfuse.inference.train_config import TrainConfig
+
+    keys = make_frame_dataset(tmp_path / "s", tmp_path / "l.csv", n=5, frames=150, unlabelled=0.0)
+    labels = load_labels(tmp_path / "l.csv", "va")
+    store = FeatureStore(tmp_path / "s")
+    cfg = TrainConfig(task="va", tokens="subclips", seq_len=4, subclip_stride=8).validate()
+    assert cfg.sequence == {"seq_len": 4, "dilation": 8}
+    ds = FeatureDataset(store, labels, None, keys, **cfg.sequence)
+    seen = {}
+    for k in range(len(ds)):
+        s = ds[k]
+        fr = s.frames
+        assert 1 <= len(fr) <= 4 and (np.diff(fr) == 8).all(), "tokens 8 labelled frames apart"
+        assert s.inputs["visual"].shape == (len(fr), 8) and s.target.shape == (len(fr), 2)
+        for f in fr:
+            assert (s.video_id, int(f)) not in seen
+            seen[(s.video_id, int(f))] = k
+    assert len(seen) == 5 * 150, "every labelled frame once"
+    # the features of a token are those of its frame (store rows = frames here)
+    s = ds[3]
+    fs = store.get(s.video_id, keys["visual"])
+    np.testing.assert_allclose(s.inputs["visual"], fs.values[s.frames], atol=1e-6)
+    frames = FeatureDataset(store, labels, None, keys, **TrainConfig(task="va", seq_len=4).sequence)
+    assert all((np.diff(frames[k].frames) == 1).all() for k in range(len(frames)))
+    with pytest.raises(ValueError, match="tokens must be 'frames' or 'subclips'"):
+        TrainConfig(task="va", tokens="clips").validate()

@@ -352,3 +352,25 @@ def test_prediction_report_timelines_and_means(tmp_path):
     assert "<title>my videos</title>" in text and "<td>clip/two</td>" in text
     with pytest.raises(ValueError, match=r"value_columns \['angry'\] are not columns"):
         prediction_report(frames, tmp_path / "x", value_columns=["angry"])
+
+
+def test_report_lists_the_settings_that_are_not_the_defaults(tmp_path):
+    """The options a recipe or a user chose (token layout, smoothing mode, pooling ...) are shown, defaults not."""
+    from affectfuse.data.synthetic import make_frame_dataset
+    from affectfuse.reporting.run_data import read_run
+    from affectfuse.reporting.run_report import settings_rows
+    from affectfuse.training import TrainConfig, train
+
+    make_frame_dataset(tmp_path / "store", tmp_path / "labels.csv", n=8, frames=60)
+    cfg = TrainConfig(task="va", model="jmt_small", modalities={"visual": "generated_visual", "audio": "generated_audio"},
+                      epochs=1, seq_len=5, tokens="subclips", subclip_stride=4, smoothing=(3, 5),
+                      smoothing_mode="constant", standardize=False, model_overrides={"dropout": 0.1})
+    train(tmp_path / "labels.csv", tmp_path / "store", cfg, tmp_path / "run", progress=False, log=lambda *_: None)
+    rows = {(w, k): (v, d) for w, k, v, d in settings_rows(read_run(tmp_path / "run"))}
+    assert rows[("training", "tokens")] == ('"subclips"', '"frames"')
+    assert rows[("training", "smoothing_mode")] == ('"constant"', '"reflect"')
+    assert rows[("training", "standardize")] == ("false", "true")
+    assert rows[("training", "seq_len")] == ("5", "64") and ("training", "lr") not in rows
+    assert rows[("model jmt_small", "dropout")][0] == "0.1"
+    text = (Path(report(tmp_path / "run")[-1])).read_text()
+    assert "Settings that are not the defaults" in text and "subclips" in text and "smoothing_mode" in text

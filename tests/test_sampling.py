@@ -195,3 +195,35 @@ def test_viper_code_windows_overlap_by_half_and_cover_the_track():
     np.testing.assert_allclose(frag.starts[1:] - frag.starts[:-1], step / sr, atol=1 / sr)
     assert frag.samples[0, 0] == 0 and frag.ends[-1] == pytest.approx(12.0, abs=1 / sr)
     assert frag.samples[5, 0] == np.floor(5 * step + 0.5)
+
+
+def test_clip_context_centred_or_ending_at_the_row(make_video):
+    """JMT's sub-clips end at their labelled frame (8 frames, dilation 4: frames t-28 .. t); 'centre' is the
+    frames around it. Decoded frames carry their index as a code, so the frames taken are read back."""
+    from affectfuse.io.sampling import SamplingSpec, clip_offsets, sample
+
+    assert clip_offsets(8, 4, "end").tolist() == [-28, -24, -20, -16, -12, -8, -4, 0]
+    assert clip_offsets(8, 4, "centre").tolist() == [-16, -12, -8, -4, 0, 4, 8, 12]
+    with pytest.raises(ValueError, match="clip anchor must be 'centre' or 'end'"):
+        clip_offsets(8, 4, "start")
+    path, _ = make_video("ctx.mp4", duration=2.0, fps=30, size=(192, 112))
+    spec = SamplingSpec(frames=4, context=((8, 4, "end"), (8, 4, "centre")))
+    (clip,) = list(sample("ctx", path, spec))
+    rows = clip.frames.indices  # (4,) first = 0, last = 59
+    for anchor in ("end", "centre"):
+        ctx = clip.context[(8, 4, anchor)]
+        codes = np.array([read_frame_code(p) for p in ctx.pixels]).reshape(len(rows), 8)
+        want = np.clip(rows[:, None] + clip_offsets(8, 4, anchor)[None], 0, 59)
+        np.testing.assert_array_equal(codes, want)
+        np.testing.assert_array_equal(ctx.indices.reshape(len(rows), 8), want)
+    assert (codes[:, :] <= 59).all()
+    with pytest.raises(ValueError, match="SamplingSpec.context"):
+        SamplingSpec(context=((8, 4),)).validate()
+
+
+def test_r2plus1d_clips_end_at_the_row_by_default_and_centred_keeps_the_old_key():
+    from affectfuse.extractors import create_extractor
+
+    ex, old = create_extractor("r2plus1d_18"), create_extractor("r2plus1d_18", clip_anchor="centre")
+    assert ex.contract.clip_anchor == "end" and old.contract.clip_anchor == "centre"
+    assert "clip_anchor" not in old.params and ex.params["clip_anchor"] == "end" and ex.key != old.key

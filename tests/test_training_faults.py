@@ -163,8 +163,8 @@ def test_nan_gradients_stop_before_the_optimiser_step(data, tmp_path, monkeypatc
 def test_weights_overflowed_by_the_last_step_of_an_epoch_are_not_kept(data, tmp_path, monkeypatch):
     real = loop._optimiser
 
-    def optimiser(cfg, model):  # the epoch's last step leaves an inf weight (finite loss and gradients before it)
-        opt, sched = real(cfg, model)
+    def optimiser(cfg, model, steps):  # the epoch's last step leaves an inf weight (finite loss and gradients before)
+        opt, sched = real(cfg, model, steps)
         step, calls = opt.step, itertools.count()
 
         def overflowing_step(*args, **kwargs):

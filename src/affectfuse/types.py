@@ -197,7 +197,7 @@ class Clip:
         valid: ``(N,)`` bool; False for a repeated frame of a too-short video (its first occurrence stays True).
         frames: the sampled frames (``pixels`` possibly downscaled, see :attr:`FrameBatch.source_size`);
             None when pixels were not asked for or the file has no video.
-        context: ``(clip_len, clip_stride)`` → a FrameBatch of ``N * clip_len`` rows, the frames around each
+        context: ``(clip_len, clip_stride, anchor)`` → a FrameBatch of ``N * clip_len`` rows, the frames around each
             row (short clips for video backbones), row-major; empty unless asked for.
         fragments: sample rate → :class:`AudioFragments` cut around the rows (clip level: ViPER's
             non-overlapping fragments; frame level: centred windows); empty when not asked for or no audio.
@@ -222,7 +222,7 @@ class Clip:
     indices: np.ndarray
     valid: np.ndarray
     frames: FrameBatch | None = None
-    context: dict[tuple[int, int], FrameBatch] = field(default_factory=dict)
+    context: dict[tuple[int, int, str], FrameBatch] = field(default_factory=dict)
     fragments: dict[int, AudioFragments] = field(default_factory=dict)
     waveform: np.ndarray | None = None
     audio_start: float = 0.0

@@ -15,12 +15,10 @@ from types import SimpleNamespace
 from typing import Any
 
 from affectfuse._config import from_yaml, make_config
+from affectfuse.recipes import resolve as resolve_recipe
 from affectfuse.cli._train import resolve_modalities
-from affectfuse.features.importers import import_features
 from affectfuse.features.store import FeatureStore
-from affectfuse.training import TrainConfig
-from affectfuse.training.ablate import ablate
-from affectfuse.training.kfold import kfold
+from affectfuse.inference.train_config import TrainConfig
 
 
 def _log(msg: str) -> None:
@@ -52,6 +50,8 @@ def _import_conf(p: argparse.ArgumentParser) -> None:
 def _import_run(args: argparse.Namespace) -> int:
     store = FeatureStore(args.out, dtype="float16" if args.float16 else "float32")
     tcol = None if str(args.time_column).lower() == "none" else args.time_column
+    from affectfuse.features.importers import import_features
+
     rep = import_features(args.src, modality=args.modality, store=store, name=args.name, time_column=tcol,
                           meta_columns=args.meta_columns, time_unit=args.time_unit, rate=args.rate,
                           overwrite=args.overwrite)
@@ -71,7 +71,8 @@ def _exp_conf(p: argparse.ArgumentParser) -> None:
     p.add_argument("--features", required=True, help="feature store folder")
     p.add_argument("--modalities", help="comma list: extractor names / keys / modality=extractor (default: all)")
     p.add_argument("--model", default=None, help="registered model (affectfuse models); default viper_small")
-    p.add_argument("--config", help="YAML with TrainConfig fields, e.g. recipes/viper_reaction.yaml")
+    p.add_argument("--config", help="a shipped recipe by name (viper_reaction, jmt_va, abaw5_eri, abaw5_expr, e2e_vgaf: "
+                                    "`affectfuse recipes`) or a YAML file with TrainConfig fields; options given here win")
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int, dest="batch_size")
     p.add_argument("--lr", type=float)
@@ -81,7 +82,7 @@ def _exp_conf(p: argparse.ArgumentParser) -> None:
 
 
 def _base_config(args: argparse.Namespace, extra: dict[str, Any] | None = None):
-    base = from_yaml(TrainConfig, Path(args.config)) if args.config else TrainConfig()
+    base = from_yaml(TrainConfig, resolve_recipe(args.config)) if args.config else TrainConfig()
     store = FeatureStore(args.features, create=False)
     over: dict[str, Any] = {"task": args.task, **(extra or {})}
     if args.modalities or not base.modalities:
@@ -108,6 +109,8 @@ def _ablate_conf(p: argparse.ArgumentParser) -> None:
 def _ablate_run(args: argparse.Namespace) -> int:
     cfg, store = _base_config(args)
     _log(f"ablation of {list(cfg.modalities)} with {cfg.model} on {cfg.task} -> {args.out}")
+    from affectfuse.training.ablate import ablate
+
     ablate(args.labels, store, cfg, args.out, modalities=dict(cfg.modalities), seeds=_ints(args.seeds, "--seeds"),
            progress=not args.quiet, log=_log)
     print((Path(args.out) / "ablation.md").read_text(), end="")
@@ -132,6 +135,8 @@ def _cv_run(args: argparse.Namespace) -> int:
     cfg, store = _base_config(args, {"seed": args.seed} if args.seed is not None else None)
     pool = tuple(s.strip() for s in args.pool.split(",") if s.strip())
     _log(f"{args.folds}-fold cross validation of {cfg.model} on {cfg.task}, pooling {pool} -> {args.out}")
+    from affectfuse.training.kfold import kfold
+
     summary = kfold(args.labels, store, cfg, args.out, k=args.folds, seed=args.fold_seed, splits=pool,
                     progress=not args.quiet, log=_log)
     print(json.dumps({k: summary[k] for k in ("k", "mean", "std", "oof", "oof_videos", "missing")}, indent=1))

@@ -124,6 +124,10 @@ class FeatureDataset(torch.utils.data.Dataset):
         modalities: modality name → store key or extractor name (see :func:`resolve_key`).
         seq_len: frame level: labelled frames per sample (None = a whole video per sample).
         stride: frame level: first-frame distance of consecutive windows (default ``seq_len``: no overlap).
+        dilation: frame level: labelled frames between consecutive tokens of a sample (default 1: consecutive
+            frames). With ``d > 1`` a window spans ``seq_len * d`` labelled frames and gives ``d`` samples, the
+            ``o``-th taking frames ``o, o + d, o + 2d, …`` of it, so every labelled frame is a token of exactly one
+            sample (JMT's sub-clip tokens: ``seq_len=16, dilation=32`` spans the authors' 512 frames).
         max_gap: frame level: largest distance in frames between a labelled frame and its feature row
             (None = automatic, see the module docstring).
         fps: frame level: frame rate used to time labelled frames when no modality of a video has frame
@@ -142,7 +146,7 @@ class FeatureDataset(torch.utils.data.Dataset):
 
     def __init__(self, store, labels: Labels | None, split: str | Sequence[str] | None,
                  modalities: dict[str, str], *, seq_len: int | None = 64, stride: int | None = None,
-                 max_gap: int | None = None, fps: float | None = None, standardizer: "Standardizer | None" = None,
+                 dilation: int = 1, max_gap: int | None = None, fps: float | None = None, standardizer: "Standardizer | None" = None,
                  video_ids: Sequence[str] | None = None, task: "str | TaskSpec | None" = None) -> None:
         if not modalities:
             raise ValueError("FeatureDataset: modalities must name at least one modality → feature key")
@@ -157,7 +161,13 @@ class FeatureDataset(torch.utils.data.Dataset):
         self.frame_level = self.task.resolution == "frame"
         if seq_len is not None and seq_len < 1:
             raise ValueError(f"FeatureDataset: seq_len must be >= 1 or None, got {seq_len}")
-        self.seq_len, self.stride = seq_len, stride or seq_len
+        if dilation < 1 or (dilation > 1 and seq_len is None):
+            raise ValueError(f"FeatureDataset: dilation must be >= 1 (and > 1 needs a seq_len), got {dilation} with "
+                             f"seq_len {seq_len}")
+        self.dilation = int(dilation)
+        span = None if seq_len is None else seq_len * self.dilation
+        self.seq_len, self.stride = span, (stride * self.dilation if stride else span)
+        self.tokens = seq_len
         self.standardizer = standardizer
         self.keys = {m: resolve_key(store, k) for m, k in modalities.items()}
 
@@ -311,7 +321,8 @@ class FeatureDataset(torch.utils.data.Dataset):
                     starts.append(starts[-1] + self.stride if self.stride == self.seq_len else n - self.seq_len)
             for s in starts:
                 e = n if self.seq_len is None else min(s + self.seq_len, n)
-                items.append((i, a + s, a + e))
+                for o in range(min(self.dilation, e - s)):
+                    items.append((i, a + s + o, a + e, self.dilation))
         self._items = items
 
     def _frame_times(self, i: int, frames: np.ndarray, fps: float | None) -> np.ndarray:
@@ -387,22 +398,24 @@ class FeatureDataset(torch.utils.data.Dataset):
                       target_mask=None if t is None else np.array(True))
 
     def _frame_sample(self, idx: int) -> Sample:
-        i, a, b = self._items[idx]
+        i, a, b, d = self._items[idx]
+        sel = slice(a, b, d)  # the sample's labelled rows: consecutive, or every d-th (sub-clip tokens)
+        t_len = len(range(a, b, d))
         inputs, masks = {}, {}
         for m, mod in self._mods.items():
-            rows = self._rowmap[m][a:b]  # (T,)
+            rows = self._rowmap[m][sel]  # (T,)
             ok = rows >= 0
             rc = np.where(ok, rows, 0)
             if len(mod.values):
                 x = mod.values[rc].astype(np.float32)  # (T, D_m)
                 v = ok & mod.valid[rc]
             else:
-                x, v = np.zeros((b - a, mod.dim), np.float32), np.zeros(b - a, bool)
+                x, v = np.zeros((t_len, mod.dim), np.float32), np.zeros(t_len, bool)
             inputs[m], masks[m] = self._finish(m, x, v)
-        t = None if self._targets is None else self._targets[a:b]
+        t = None if self._targets is None else self._targets[sel]
         return Sample(self.video_ids[i], inputs, masks, target=t,
-                      target_mask=None if t is None else np.ones(b - a, dtype=bool),
-                      times=self._ftimes[a:b].copy(), frames=self._frames[a:b].copy())
+                      target_mask=None if t is None else np.ones(t_len, dtype=bool),
+                      times=self._ftimes[sel].copy(), frames=self._frames[sel].copy())
 
     def _finish(self, m: str, x: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if self.standardizer is not None:

@@ -153,7 +153,7 @@ class Plan:
         no_face: policy for rows without a face.
         image_requests: ``(kind, size)`` pairs, kind ``"face"`` (crops), ``"face_aligned"`` (crops aligned by the
             key points) or ``"frame"`` (letterboxed frames).
-        clip_requests: ``(size, clip_len, clip_stride)`` for clip extractors (face crops of the frames around
+        clip_requests: ``(size, clip_len, clip_stride, clip_anchor)`` for clip extractors (face crops of the frames around
             each row).
     """
 
@@ -163,7 +163,7 @@ class Plan:
     face_margin: float
     no_face: str
     image_requests: tuple[tuple[str, int], ...]
-    clip_requests: tuple[tuple[int, int, int], ...]
+    clip_requests: tuple[tuple[int, int, int, str], ...]
 
     @property
     def needs_faces(self) -> bool:
@@ -178,14 +178,14 @@ def make_plan(streams: list[Stream], cfg: ExtractConfig) -> Plan:
         if c.kind in ("face", "frame"):
             images.add(s.image_request)
         elif c.kind == "clip":
-            clips.add((c.image_size, c.clip_len, c.clip_stride))
+            clips.add((c.image_size, c.clip_len, c.clip_stride, c.clip_anchor))
         elif c.kind == "audio_fragment":
             rates.add(c.sample_rate)
         else:
             raise ValueError(f"extractor {s.name!r}: unknown input kind {c.kind!r}")
     spec = SamplingSpec(level=cfg.level, frames=cfg.frames, frame_step=cfg.frame_step, frame_fps=cfg.frame_fps,
                         window=cfg.window, pixels=bool(images or clips), max_side=cfg.max_side,
-                        context=tuple(sorted({(length, stride) for _, length, stride in clips})),
+                        context=tuple(sorted({(length, stride, anchor) for _, length, stride, anchor in clips})),
                         sample_rates=tuple(sorted(rates)), audio_window=cfg.audio_window, span=cfg.span,
                         fragments=cfg.fragments).validate()
     return Plan(spec, cfg.face_detector, cfg.face_select, cfg.face_margin, cfg.no_face, tuple(sorted(images)),

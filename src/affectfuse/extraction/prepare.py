@@ -48,7 +48,7 @@ class Prepared:
         boxes: ``(N, 4)`` face boxes in source-frame pixels (NaN = none), None when no face is needed.
         scores: ``(N,)`` detector confidence (NaN = none), None like ``boxes``.
         images: ``(kind, size)`` → (pixels ``(N, S, S, 3)``, valid ``(N,)``).
-        clips: ``(size, clip_len, clip_stride)`` → (clips ``(N, L, S, S, 3)``, valid ``(N,)``).
+        clips: ``(size, clip_len, clip_stride, clip_anchor)`` → (clips ``(N, L, S, S, 3)``, valid ``(N,)``).
         audio: sample rate → fragments.
         video_missing / audio_missing: why a stream's rows are all invalid.
         warnings: remarks recorded with the features.
@@ -68,7 +68,7 @@ class Prepared:
     boxes: np.ndarray | None = None
     scores: np.ndarray | None = None
     images: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
-    clips: dict[tuple[int, int, int], tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    clips: dict[tuple[int, int, int, str], tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     audio: dict[int, AudioFragments] = field(default_factory=dict)
     video_missing: str | None = None
     audio_missing: str | None = None
@@ -141,8 +141,9 @@ class Preparer:
                 prep.images[(kind, size)] = (fb.pixels, fb.valid.copy())
             else:
                 prep.images[(kind, size)] = (_letterbox(frames.pixels, size), frames.valid.copy())
-        for size, length, stride in plan.clip_requests:
-            prep.clips[(size, length, stride)] = self._clip_crops(frames, clip.context[(length, stride)], size, length)
+        for size, length, stride, anchor in plan.clip_requests:
+            prep.clips[(size, length, stride, anchor)] = self._clip_crops(frames, clip.context[(length, stride, anchor)],
+                                                                          size, length)
         prep.seconds.update(faces=t1 - t0, crops=time.perf_counter() - t1)
         if frames.boxes is not None:
             found = ~np.isnan(frames.boxes[:, 0])

@@ -40,7 +40,7 @@ def _input_for(stream: Stream, prep: Prepared) -> tuple[ExtractorInput | None, n
             return None, np.zeros(n, bool), prep.audio_missing or "no audio"
         return ExtractorInput(audio=frag.samples, audio_lengths=frag.lengths, valid=frag.valid.copy()), frag.valid.copy(), None
     if c.kind == "clip":
-        clips, valid = prep.clips[(c.image_size, c.clip_len, c.clip_stride)]
+        clips, valid = prep.clips[(c.image_size, c.clip_len, c.clip_stride, c.clip_anchor)]
         return ExtractorInput(clips=clips, valid=valid), valid.copy(), None
     images, valid = prep.images[stream.image_request]
     return ExtractorInput(images=images, valid=valid), valid.copy(), None

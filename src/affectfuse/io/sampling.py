@@ -43,7 +43,7 @@ from affectfuse.io.frames import decoded_size, iter_frame_windows, read_frames
 from affectfuse.io.video import probe, read_audio
 from affectfuse.types import AudioFragments, Clip, FrameBatch, VideoInfo
 
-__all__ = ["clip_indices", "frame_level_indices", "audio_fragments", "overlapping_windows", "centred_windows",
+__all__ = ["clip_offsets", "clip_indices", "frame_level_indices", "audio_fragments", "overlapping_windows", "centred_windows",
            "SamplingSpec", "sample", "sample_clip"]
 
 
@@ -284,8 +284,9 @@ class SamplingSpec:
         window: rows per window at frame level.
         pixels: decode the sampled frames (False: only their times and indices).
         max_side: frames are decoded downscaled so that their longer side is at most this; None = as stored.
-        context: ``(clip_len, clip_stride)`` pairs: also decode ``clip_len`` frames around each row, ``clip_stride``
-            apart, centred on it (``(k - clip_len // 2) * clip_stride`` for ``k < clip_len``, clamped to the video).
+        context: ``(clip_len, clip_stride, anchor)`` triples: also decode ``clip_len`` frames ``clip_stride`` apart for
+            each row, centred on it (anchor ``"centre"``: offsets ``(k - clip_len // 2) * clip_stride``) or ending at
+            it (``"end"``: ``(k - clip_len + 1) * clip_stride``), for ``k < clip_len``, clamped to the video.
         sample_rates: cut audio fragments at each of these rates (Hz).
         audio_window: frame level: seconds of audio centred on each row.
         waveform_rate: also return the whole audio track at this rate (Hz); None = no.
@@ -305,7 +306,7 @@ class SamplingSpec:
     window: int = 64
     pixels: bool = True
     max_side: int | None = 1280
-    context: tuple[tuple[int, int], ...] = ()
+    context: tuple[tuple[int, int, str], ...] = ()
     sample_rates: tuple[int, ...] = ()
     audio_window: float = 1.0
     waveform_rate: int | None = None
@@ -327,6 +328,10 @@ class SamplingSpec:
             raise ValueError(f"SamplingSpec.fragments must be 'paper' or 'code', got {self.fragments!r}")
         if self.span not in ("decodable", "declared"):
             raise ValueError(f"SamplingSpec.span must be 'decodable' or 'declared', got {self.span!r}")
+        for c in self.context:
+            if len(c) != 3 or int(c[0]) < 1 or int(c[1]) < 1 or c[2] not in ("centre", "end"):
+                raise ValueError(f"SamplingSpec.context: (clip_len >= 1, clip_stride >= 1, 'centre' | 'end') expected, "
+                                 f"got {c!r}")
         if any(r <= 0 for r in self.sample_rates) or not self.audio_window > 0:
             raise ValueError(f"SamplingSpec: sample rates and audio_window must be positive, got "
                              f"{self.sample_rates}, {self.audio_window}")
@@ -365,13 +370,26 @@ class _Audio:
         return out
 
 
-def _context(path: Path, info: VideoInfo, frames: FrameBatch, spec: SamplingSpec) -> dict[tuple[int, int], FrameBatch]:
-    """The frames around each row for every ``(clip_len, clip_stride)`` of the spec (``N * clip_len`` rows)."""
+def clip_offsets(length: int, stride: int, anchor: str = "centre") -> np.ndarray:
+    """Frame offsets of a clip from its row's frame: centred on it, or ending at it (``anchor="end"``).
+
+    Shape:
+        ``(length,)`` int64, increasing.
+    """
+    if anchor not in ("centre", "end"):
+        raise ValueError(f"clip anchor must be 'centre' or 'end', got {anchor!r}")
+    first = length // 2 if anchor == "centre" else length - 1
+    return (np.arange(length, dtype=np.int64) - first) * stride
+
+
+def _context(path: Path, info: VideoInfo, frames: FrameBatch, spec: SamplingSpec
+             ) -> dict[tuple[int, int, str], FrameBatch]:
+    """The frames of each row's clip for every ``(clip_len, clip_stride, anchor)`` of the spec (``N * clip_len`` rows)."""
     out = {}
-    for length, stride in spec.context:
-        offs = (np.arange(length) - length // 2) * stride  # (L,)
+    for length, stride, anchor in spec.context:
+        offs = clip_offsets(length, stride, anchor)  # (L,)
         idx = np.clip(frames.indices[:, None] + offs[None, :], 0, info.n_frames - 1)  # (N, L)
-        out[(length, stride)] = read_frames(path, idx.reshape(-1), info=info, max_side=spec.max_side)
+        out[(length, stride, anchor)] = read_frames(path, idx.reshape(-1), info=info, max_side=spec.max_side)
     return out
 
 

@@ -250,6 +250,42 @@ def _training_section(rd: RunData, out: Path, page: Page, files: list[Path]) -> 
     page.p(f"{len(rd.history)} epochs; kept epoch {best} (by {col}).", "muted")
 
 
+#: fields that are bookkeeping (where things are, how long), not settings that change the result
+_BOOKKEEPING = {"type", "modalities", "train_split", "dev_split", "eval_splits", "num_workers", "device", "task", "model"}
+
+
+def settings_rows(rd: RunData) -> list[list[str]]:
+    """The run's settings that are not the defaults: ``[where, setting, value, default]`` per row.
+
+    Training settings are compared with :class:`~affectfuse.inference.train_config.TrainConfig`'s defaults as
+    the run's model resolves them (``lr`` None is the model's default rate, ``scheduler`` auto ``warmup_cosine``);
+    model settings are the run's ``model_overrides`` of the registered model's defaults (pooling, token layout,
+    backbone initialisation, ...). A recipe's departures from a paper, or a paper's from the generic defaults,
+    are all here."""
+    import dataclasses
+
+    from affectfuse.inference.train_config import TrainConfig
+
+    rows: list[list[str]] = []
+    cfg = rd.config or {}
+    try:  # the defaults as this run's model resolves them (lr None -> its default rate, scheduler auto -> ...)
+        defaults = dataclasses.asdict(TrainConfig(model=cfg.get("model", "viper_small")).resolved())
+    except KeyError:  # a model this installation does not register: the unresolved defaults
+        defaults = dataclasses.asdict(TrainConfig())
+    for f in dataclasses.fields(TrainConfig):
+        if f.name in _BOOKKEEPING or f.name not in cfg:
+            continue
+        default = defaults[f.name]
+        value = cfg[f.name]
+        norm = (lambda v: list(v) if isinstance(v, tuple) else v)
+        if norm(value) != norm(default) and not (f.name == "precision" and str(value) == str(default)):
+            rows.append(["training", f.name, json.dumps(value, default=str), json.dumps(norm(default), default=str)])
+    model = (rd.model or {}).get("name") or cfg.get("model")
+    for k, v in ((rd.model or {}).get("overrides") or cfg.get("model_overrides") or {}).items():
+        rows.append([f"model {model}", str(k), json.dumps(v, default=str), f"{model}'s default"])
+    return rows
+
+
 def _guarded(notes: list[str], what: str, fn, *args) -> None:
     """Run one section of a report; a failure on odd input becomes a note instead of losing the whole report."""
     try:
@@ -297,6 +333,14 @@ def report(run_dir: str | Path, out: str | Path | None = None) -> list[Path]:
         sizes = {"train": rd.data.get("train_videos"), **(rd.data.get("splits") or {})}
         summary.append(["videos per split", ", ".join(f"{k}: {v}" for k, v in sizes.items() if v is not None)])
     page.table(None, summary)
+
+    page.h2("Settings that are not the defaults")
+    rows = settings_rows(rd)
+    if rows:
+        page.table(["where", "setting", "value", "default"], rows,
+                   caption="everything a result depends on is in config.yaml / model.yaml; these differ from the defaults")
+    else:
+        page.note("every setting is the default")
 
     page.h2("Metrics")
     if rd.metrics:

@@ -65,7 +65,7 @@ def finished_metrics(run: Path, cfg: TrainConfig) -> dict[str, dict[str, float]]
     folder = RunFolder(run)
     if not folder.has(folder.METRICS) or not folder.has(folder.CONFIG):
         return None
-    if to_dict(folder.read_config()) != to_dict(cfg):
+    if to_dict(folder.read_config()) != to_dict(cfg.resolved()):
         return None
     return folder.read_metrics()
 

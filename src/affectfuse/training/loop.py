@@ -9,6 +9,11 @@ checkpoint) → final evaluation. Every file of the run folder is written throug
 
 Reproducibility: the data order and dropout of epoch ``e`` are seeded from ``(seed, e)``, so a run that was
 interrupted and resumed from ``last.pt`` ends with the same weights as one that was not (tested).
+
+Several processes (``devices * nodes > 1``, or a ``torchrun`` / ``srun`` launch): :func:`train` hands the same
+steps to :func:`affectfuse.training.distributed.launch`, which runs them on every rank under
+DistributedDataParallel; rank 0 alone writes the run folder and evaluates (plumbing and guarantees there).
+``precision`` (``32`` / ``bf16`` / ``fp16``) is :mod:`affectfuse.training.precision`.
 """
 
 from __future__ import annotations
@@ -46,6 +51,10 @@ from affectfuse.models import config_class, create_model
 from affectfuse.tasks.losses import create_loss
 from affectfuse.tasks.postprocess import PostProcess
 from affectfuse.tasks.spec import TaskSpec, get_task
+from affectfuse.training import distributed
+from affectfuse.training.distributed import Group, on_main
+from affectfuse.training.precision import Precision, check_precision
+from affectfuse.training.schedule import PER_STEP, per_step_scheduler, steps_per_epoch, warmup_steps
 
 __all__ = ["train", "evaluate", "load_run", "Run", "predict_dataset", "seed_everything", "EMA"]
 
@@ -94,11 +103,17 @@ def _task_for(cfg: TrainConfig, labels: Labels) -> TaskSpec:
     return task
 
 
+#: fields a resumed run may change: the global batch, and so the training, does not depend on them
+_RESUMABLE_WITH_OTHER = ("devices", "nodes")
+
+
 def _check_same_config(folder: RunFolder, cfg: TrainConfig) -> None:
-    """A run folder continues only the configuration it was made with."""
+    """A run folder continues only the configuration it was made with (on any number of processes)."""
     if not folder.has(folder.CONFIG):
         return
     old, new = to_dict(folder.read_config()), to_dict(cfg)
+    for k in _RESUMABLE_WITH_OTHER:
+        old.pop(k, None), new.pop(k, None)
     if old != new:
         raise ValueError(f"{folder.path}: this run folder was made with a different configuration; use another --out "
                          f"(or delete it) — differences: " + ", ".join(k for k in new if new[k] != old.get(k)))
@@ -137,10 +152,10 @@ def _build(cfg: TrainConfig, task: TaskSpec, lab: Labels, store: FeatureStore | 
         data = _Data(raw_dataset(cfg, lab, videos, list(cfg.train_split), model),
                      {s: raw_dataset(cfg, lab, videos, s, model) for s in evals})
     else:
-        train_ds = FeatureDataset(store, lab, list(cfg.train_split), cfg.modalities, seq_len=cfg.seq_len)
+        train_ds = FeatureDataset(store, lab, list(cfg.train_split), cfg.modalities, **cfg.sequence)
         std = Standardizer().fit(train_ds) if cfg.standardize and len(train_ds) else None
         train_ds.standardizer = std
-        data = _Data(train_ds, {s: FeatureDataset(store, lab, s, cfg.modalities, seq_len=cfg.seq_len, standardizer=std)
+        data = _Data(train_ds, {s: FeatureDataset(store, lab, s, cfg.modalities, **cfg.sequence, standardizer=std)
                                 for s in evals}, std)
         model = create_model(cfg.model, task=task, input_dims=train_ds.input_dims, **overrides)
     if len(data.train) == 0:
@@ -152,9 +167,10 @@ def _build(cfg: TrainConfig, task: TaskSpec, lab: Labels, store: FeatureStore | 
 
 # -- step 3: the run record ---------------------------------------------------------------------------
 def _record(folder: RunFolder, cfg: TrainConfig, task: TaskSpec, model, overrides: dict[str, Any], data: _Data,
-            post: PostProcess, lab: Labels, labels_src: str | None, store: FeatureStore | None, videos) -> None:
+            post: PostProcess, lab: Labels, labels_src: str | None, store: FeatureStore | None, videos,
+            training: dict[str, Any]) -> None:
     """Everything the run depends on besides the weights: model.yaml, postprocess.yaml, features.json,
-    standardizer.json, data.json, versions.json."""
+    standardizer.json, data.json (with ``training``: processes, backend, precision, device), versions.json."""
     train_ds = data.train
     folder.write_model(name=cfg.model, task=task, input_dims=train_ds.input_dims, overrides=overrides,
                        config=model.config)
@@ -172,7 +188,7 @@ def _record(folder: RunFolder, cfg: TrainConfig, task: TaskSpec, model, override
                        "videos": None if videos is None else str(Path(videos).resolve()),
                        "task": task.name, "train_videos": len(train_ds.video_ids),
                        "splits": {s: len(d.video_ids) for s, d in data.evals.items()},
-                       "label_report": lab.report[:200]})
+                       "label_report": lab.report[:200], "training": training})
     folder.write_versions()
 
 
@@ -184,8 +200,9 @@ def _identity(store: FeatureStore, key: str) -> dict[str, Any]:
 
 
 # -- step 4: optimiser and scheduler ------------------------------------------------------------------
-def _optimiser(cfg: TrainConfig, model) -> tuple[torch.optim.Optimizer, Any]:
-    """The optimiser over the model's parameter groups (backbones at their own rate) and its scheduler."""
+def _optimiser(cfg: TrainConfig, model, steps: int) -> tuple[torch.optim.Optimizer, Any]:
+    """The optimiser over the model's parameter groups (backbones at their own rate) and its scheduler, for a run
+    of ``steps`` optimiser steps per epoch (``warmup_cosine`` is stepped per step, the others per epoch)."""
     groups = model.param_groups(cfg.lr)
     if cfg.optimizer == "adamw":
         opt = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -194,7 +211,9 @@ def _optimiser(cfg: TrainConfig, model) -> tuple[torch.optim.Optimizer, Any]:
     else:
         opt = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
                               weight_decay=cfg.weight_decay)
-    if cfg.scheduler == "step":
+    if cfg.scheduler in PER_STEP:
+        sched = per_step_scheduler(cfg, opt, steps)
+    elif cfg.scheduler == "step":
         sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.step_epochs, gamma=cfg.gamma)
     elif cfg.scheduler == "cosine":
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
@@ -228,6 +247,22 @@ class _Trainer:
     ema: EMA | None
     loss_fn: Any
     device: torch.device
+    group: Group | None = None  # several processes: this rank's group (distributed.py)
+    precision: Precision | None = None
+    per_step: bool = False  # the scheduler is stepped after every optimiser step (warmup_cosine), else per epoch
+    net: torch.nn.Module | None = None  # what the training steps call: the model, or its DDP wrapper
+    _shards: Any = None  # several processes: (the DataLoader, its EpochShards sampler), made once
+
+    def __post_init__(self) -> None:
+        if self.precision is None:
+            self.precision = Precision.for_run("32", self.device)
+        if self.net is None:
+            self.net = self.model
+
+    @property
+    def main(self) -> bool:
+        """Whether this process writes the run folder and evaluates (rank 0, or the only process)."""
+        return self.group is None or self.group.is_main
 
     @property
     def eval_model(self) -> torch.nn.Module:
@@ -235,8 +270,12 @@ class _Trainer:
         return self.ema.model if self.ema is not None else self.model
 
     def resume(self, log) -> _Progress:
-        """Continue from ``checkpoints/last.pt`` when there is one (a finished early-stopped run: nothing left)."""
-        state = self.folder.load_checkpoint(device=self.device)
+        """Continue from ``checkpoints/last.pt`` when there is one (a finished early-stopped run: nothing left).
+
+        Several processes: rank 0 reads it and sends it to every rank (no shared file system needed)."""
+        folder = self.folder
+        state, stopped = on_main(self.group, lambda: (folder.load_checkpoint(device="cpu" if self.group else self.device),
+                                                      folder.early_stopped))
         if state is None:
             return _Progress()
         self.model.load_state_dict(state["model"])
@@ -245,13 +284,33 @@ class _Trainer:
             self.sched.load_state_dict(state["scheduler"])
         if self.ema is not None and state.get("ema"):
             self.ema.model.load_state_dict(state["ema"])
+        self.precision.load_state_dict(state.get("scaler"))
         prog = _Progress(int(state["epoch"]) + 1, float(state["best"]), int(state["best_epoch"]), list(state["history"]))
-        if self.folder.early_stopped:
+        if stopped:
             prog.start = self.cfg.epochs  # finished by early stopping: nothing left to train
-        if prog.history:  # last.pt is the truth (a kill may land between writing it and history.csv)
-            self.folder.write_history(prog.history)
-        log(f"resuming {self.folder.path} from epoch {prog.start + 1}")
+        if prog.history and self.main:  # last.pt is the truth (a kill may land between writing it and history.csv)
+            folder.write_history(prog.history)
+        log(f"resuming {folder.path} from epoch {prog.start + 1}")
         return prog
+
+    def _loader(self, epoch: int, train_ds) -> tuple[Any, distributed.EpochShards | None]:
+        """The epoch's batches (seeded by epoch) and, with several processes, their sampler (its ``weights``:
+        this rank's loss weight per batch, set when the iteration starts)."""
+        cfg = self.cfg
+        collate_fn = getattr(train_ds, "collate_fn", collate)
+        if self.group is None:
+            gen = torch.Generator().manual_seed(cfg.seed * 100003 + epoch)
+            return torch.utils.data.DataLoader(train_ds, batch_size=cfg.batch_size, shuffle=True, generator=gen,
+                                               collate_fn=collate_fn, num_workers=cfg.num_workers,
+                                               drop_last=False), None
+        if self._shards is None:
+            sampler = distributed.EpochShards(train_ds, batch_size=cfg.batch_size, num_replicas=self.group.world_size,
+                                              rank=self.group.rank, seed=cfg.seed * 100003)
+            self._shards = (torch.utils.data.DataLoader(train_ds, batch_size=sampler.rank_batch, sampler=sampler,
+                                                        collate_fn=collate_fn, num_workers=cfg.num_workers), sampler)
+        loader, sampler = self._shards
+        sampler.set_epoch(epoch)
+        return loader, sampler
 
     def epoch(self, epoch: int, train_ds) -> tuple[float, int]:
         """One pass over the training split (seeded by epoch); returns (summed loss, steps).
@@ -260,32 +319,38 @@ class _Trainer:
         never take a non-finite value; either fault raises :class:`TrainingError` (see :meth:`_fault`) before
         anything of this epoch is written.
         """
-        cfg = self.cfg
-        seed_everything(cfg.seed * 100003 + epoch)  # data order, dropout (and numpy-driven SpecAugment) of this epoch
-        gen = torch.Generator().manual_seed(cfg.seed * 100003 + epoch)
-        loader = torch.utils.data.DataLoader(train_ds, batch_size=cfg.batch_size, shuffle=True, generator=gen,
-                                             collate_fn=getattr(train_ds, "collate_fn", collate),
-                                             num_workers=cfg.num_workers, drop_last=False)
+        cfg, group, prec = self.cfg, self.group, self.precision
+        rank = group.rank if group is not None else 0  # each rank draws its own dropout noise
+        seed_everything(cfg.seed * 100003 + epoch + rank * distributed.RANK_SEED)  # dropout, SpecAugment of this epoch
+        loader, shards = self._loader(epoch, train_ds)
         self.model.train()
         params = [p for p in self.model.parameters() if p.requires_grad]
         total, steps = 0.0, 0
         for batch in loader:
             batch = batch.to(self.device)
-            loss = self.loss_fn(self.model(batch), batch)
-            value = float(loss.detach())  # host syncs per step: this one and the gradient norm's below
+            with prec.autocast():
+                out = self.net(batch)
+            loss = self.loss_fn(prec.float_output(out), batch)
+            if shards is None:
+                value = float(loss.detach())  # host syncs per step: this one and the gradient norm's below
+            else:  # the rank's share of the global batch; the mean over ranks is the global batch's loss
+                loss = loss * shards.weights[steps]
+                value = group.mean(loss)  # the same on every rank, so every rank takes the same decisions
             if not math.isfinite(value):
                 raise self._fault(epoch, steps + 1, f"the loss is {value}")
             self.opt.zero_grad(set_to_none=True)
-            loss.backward()
+            prec.backward(loss, self.opt)  # DDP: the gradients are averaged over the ranks here
             grads = [p.grad for p in params if p.grad is not None]
             norm = torch.nn.utils.get_total_norm(grads) if grads else torch.zeros(())
-            if not math.isfinite(float(norm)):
+            finite = math.isfinite(float(norm))
+            if not finite and prec.scaler is None:  # (with the float16 scaler: an overflow, the step is skipped)
                 raise self._fault(epoch, steps + 1, f"the gradient norm is {float(norm)} (the loss was {value:.6g})")
-            if cfg.grad_clip:  # = clip_grad_norm_, reusing the norm just computed
+            if cfg.grad_clip and finite:  # = clip_grad_norm_, reusing the norm just computed
                 torch.nn.utils.clip_grads_with_norm_(params, cfg.grad_clip, norm)
-            self.opt.step()
-            if self.ema is not None:
+            if prec.step(self.opt, float(norm)) and self.ema is not None:
                 self.ema.update(self.model)
+            if self.per_step:
+                self.sched.step()
             total += value
             steps += 1
             if cfg.max_steps_per_epoch and steps >= cfg.max_steps_per_epoch:
@@ -303,30 +368,40 @@ class _Trainer:
         Nothing of the failed epoch has been written at this point, so the run folder holds the state after
         the last finished epoch: ``checkpoints/last.pt`` (resume), ``model.safetensors`` and ``history.csv``.
         """
-        lr = self.opt.param_groups[-1]["lr"]
+        lr, peak = self.opt.param_groups[-1]["lr"], self.cfg.lr
+        at = "" if math.isclose(lr, peak, rel_tol=1e-9) else f"; the schedule had it at {lr:g} at this step"
         ckpt = self.folder.file(self.folder.CHECKPOINT)
         if epoch > 0 and ckpt.exists():
             kept = f"the last good checkpoint (epoch {epoch}) is kept in {ckpt}"
         else:
             kept = "no epoch had finished, so there is no checkpoint to resume from"
         return TrainingError(f"{self.folder.path}: training stopped at epoch {epoch + 1}, step {step}: {what} "
-                             f"(learning rate {lr:g}); {kept}. Lower the learning rate, set grad_clip, or check the "
-                             f"data, then train again (a new --out, or the same one after fixing the data)",
+                             f"(learning rate {peak:g}); {kept}. Lower the learning rate, set grad_clip, or check the "
+                             f"data, then train again (a new --out, or the same one after fixing the data){at}",
                              run=self.folder.path, epoch=epoch + 1, step=step)
 
     def checkpoint(self, epoch: int, prog: _Progress, score: float) -> None:
-        """Keep the weights when the dev score improved, step the scheduler, save ``last.pt`` and the history."""
-        if score > prog.best:
+        """Keep the weights when the dev score improved, step the scheduler, save ``last.pt`` and the history
+        (every rank steps; rank 0 writes)."""
+        improved = score > prog.best
+        if improved:
             prog.best, prog.best_epoch = score, epoch
-            self.folder.save_weights(self.eval_model)
-        if self.sched is not None:
+            if self.group is None:
+                self.folder.save_weights(self.eval_model)
+        if self.sched is not None and not self.per_step:
             self.sched.step(score) if self.cfg.scheduler == "plateau" else self.sched.step()
-        self.folder.save_checkpoint({
-            "model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
-            "scheduler": self.sched.state_dict() if self.sched is not None else {},
-            "ema": self.ema.model.state_dict() if self.ema is not None else {}, "epoch": epoch, "best": prog.best,
-            "best_epoch": prog.best_epoch, "history": prog.history})
-        self.folder.write_history(prog.history)
+
+        def write() -> None:
+            if improved and self.group is not None:
+                self.folder.save_weights(self.eval_model)
+            self.folder.save_checkpoint({
+                "model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
+                "scheduler": self.sched.state_dict() if self.sched is not None else {},
+                "ema": self.ema.model.state_dict() if self.ema is not None else {}, "epoch": epoch, "best": prog.best,
+                "best_epoch": prog.best_epoch, "history": prog.history, "scaler": self.precision.state_dict()})
+            self.folder.write_history(prog.history)
+
+        on_main(self.group, write)
 
 
 def _selection(cfg: TrainConfig, task: TaskSpec) -> tuple[str, bool]:
@@ -359,6 +434,10 @@ def train(labels: Labels | str | Path, store: FeatureStore | str | Path | None, 
           log=print) -> dict[str, dict[str, float]]:
     """Train a model on stored features, keep the best epoch by the dev metric, evaluate every split.
 
+    With ``config.devices * config.nodes > 1`` (or under ``torchrun`` / ``srun``) the run is data-parallel
+    (:mod:`affectfuse.training.distributed`): a plain call spawns ``devices`` local processes and returns rank
+    0's metrics; under a launcher every rank calls this and gets the same metrics.
+
     Args:
         labels: a :class:`Labels` or a label file / folder (see :func:`affectfuse.data.labels.load_labels`).
         store: a :class:`FeatureStore` or its folder (None for end-to-end models on raw video).
@@ -366,10 +445,12 @@ def train(labels: Labels | str | Path, store: FeatureStore | str | Path | None, 
         videos: end-to-end models (modalities ``pixels`` / ``waveform``): the folder or list of the labelled
             videos; frames and audio are decoded per sample.
         out: the run folder (see :mod:`affectfuse.inference.run_folder`).
-        progress: show a progress bar.
-        resume: continue from ``out/checkpoints/last.pt`` when it exists and the config is the same.
+        progress: show a progress bar (rank 0).
+        resume: continue from ``out/checkpoints/last.pt`` when it exists and the config is the same (the
+            number of processes may differ).
         stop_after: end this call after that many epochs (a time-boxed job; the next call resumes). The
             final evaluation is skipped and an empty dict returned.
+        log: called with each line to show (rank 0's lines only).
 
     Returns:
         metrics per split (also in ``out/metrics.json``).
@@ -378,14 +459,30 @@ def train(labels: Labels | str | Path, store: FeatureStore | str | Path | None, 
         TrainingError: the loss or the gradients became NaN / Inf; the message names the epoch, the step and the
             run folder. Nothing of that epoch is written: ``checkpoints/last.pt``, ``model.safetensors`` and
             ``history.csv`` stay as the last finished epoch left them, so a resume continues from there.
+        ValueError: a bad configuration, among them ``precision='fp16'`` off CUDA and a launcher whose world size
+            is not ``devices * nodes``.
     """
-    # 1. inputs
-    cfg = config.validate()
+    cfg = config.validate().resolved()  # lr None -> the model's default, scheduler auto -> warmup_cosine (recorded)
     if not cfg.modalities:
         raise ValueError("TrainConfig.modalities: name at least one modality → extractor (e.g. visual=vit_cls); "
                          "recipes leave it to --modalities")
+    if distributed.wanted(cfg.world_size):
+        check_precision(cfg.precision, _device(cfg.device), warn=False)  # before any process starts
+        st = store.path if isinstance(store, FeatureStore) else store  # (a path travels to spawned processes)
+        return distributed.launch(_train, (labels, st, cfg, out, videos, progress, resume, stop_after),
+                                  devices=cfg.devices, nodes=cfg.nodes, device=cfg.device, log=log)
+    return _train(None, log, labels, store, cfg, out, videos, progress, resume, stop_after)
+
+
+def _train(group: Group | None, log, labels, store, cfg: TrainConfig, out, videos, progress: bool, resume: bool,
+           stop_after: int | None) -> dict[str, dict[str, float]]:
+    """The steps of :func:`train` in one process, or on one rank of a group (its arguments, in order)."""
+    # 1. inputs
+    main = group is None or group.is_main
+    device = _device(cfg.device) if group is None else group.device
+    check_precision(cfg.precision, device, warn=main)
     folder = RunFolder(out)
-    folder.path.mkdir(parents=True, exist_ok=True)
+    on_main(group, lambda: folder.path.mkdir(parents=True, exist_ok=True))
     labels_src = None if isinstance(labels, Labels) else str(Path(labels).resolve())
     lab = labels_for(cfg, labels)
     raw = set(cfg.modalities) <= set(RAW_MODALITIES)
@@ -394,10 +491,13 @@ def train(labels: Labels | str | Path, store: FeatureStore | str | Path | None, 
                          f"(--videos DIR)")
     st = None if raw else (store if isinstance(store, FeatureStore) else FeatureStore(store, create=False))
     task = _task_for(cfg, lab)
-    if resume:
-        _check_same_config(folder, cfg)
-    folder.write_config(cfg)
-    device = _device(cfg.device)
+
+    def start() -> None:
+        if resume:
+            _check_same_config(folder, cfg)
+        folder.write_config(cfg)
+
+    on_main(group, start)
 
     # 2. the model (once) and the datasets
     seed_everything(cfg.seed)
@@ -410,31 +510,46 @@ def train(labels: Labels | str | Path, store: FeatureStore | str | Path | None, 
 
     # 3. the run record; the loss says what its outputs mean
     loss_fn = create_loss(cfg.loss, task, **cfg.loss_params)
-    post = PostProcess.for_task(task, activation=loss_fn.activation, smoothing=cfg.smoothing)
-    _record(folder, cfg, task, model, overrides, data, post, lab, labels_src, st, videos)
+    post = PostProcess.for_task(task, activation=loss_fn.activation, smoothing=cfg.smoothing,
+                                smoothing_mode=cfg.smoothing_mode)
+    steps = steps_per_epoch(len(data.train), cfg)
+    training = {"devices": cfg.devices, "nodes": cfg.nodes, "precision": cfg.precision, "device": str(device),
+                **(group.describe() if group is not None else {"world_size": 1, "backend": None, "launcher": None}),
+                "lr": cfg.lr, "scheduler": cfg.scheduler, "steps_per_epoch": steps, "optimizer_steps": steps * cfg.epochs,
+                **({"warmup_steps": warmup_steps(steps * cfg.epochs, cfg.warmup)} if cfg.scheduler in PER_STEP else {})}
+    on_main(group, lambda: _record(folder, cfg, task, model, overrides, data, post, lab, labels_src, st, videos,
+                                   training))
 
-    # 4. optimiser, scheduler, EMA; 5. resume
-    opt, sched = _optimiser(cfg, model)
+    # 4. optimiser, scheduler, EMA, precision; 5. resume; then DDP around the model
+    opt, sched = _optimiser(cfg, model, steps)
     trainer = _Trainer(cfg, folder, model, opt, sched, EMA(model, cfg.ema_decay) if cfg.ema_decay else None, loss_fn,
-                       device)
+                       device, group=group, precision=Precision.for_run(cfg.precision, device),
+                       per_step=cfg.scheduler in PER_STEP)
     select, higher_better = _selection(cfg, task)
     prog = trainer.resume(log) if resume else _Progress()
+    trainer.net = distributed.wrap(model, group)
 
-    # 6. epochs: train, score on dev, checkpoint
+    # 6. epochs: train, score on dev (rank 0), checkpoint
     dev_ds = data.evals.get(cfg.dev_split)
-    bar = tqdm(range(prog.start, cfg.epochs), desc="train", unit="epoch", disable=not progress, dynamic_ncols=True,
-               initial=prog.start, total=cfg.epochs)
+    bar = tqdm(range(prog.start, cfg.epochs), desc="train", unit="epoch", disable=not progress or not main,
+               dynamic_ncols=True, initial=prog.start, total=cfg.epochs)
     for epoch in bar:
         t0 = time.time()
         total, steps = trainer.epoch(epoch, data.train)
-        row: dict[str, Any] = {"epoch": epoch + 1, "train_loss": total / max(steps, 1), "lr": opt.param_groups[-1]["lr"]}
-        score = -total / max(steps, 1)
-        if dev_ds is not None and len(dev_ds):
-            _, dev_metrics = score_dataset(trainer.eval_model, dev_ds, post, device=device)
-            row.update({f"dev_{k}": v for k, v in dev_metrics.items()})
-            if select in dev_metrics:
-                score = dev_metrics[select] if higher_better else -dev_metrics[select]
-        row["seconds"] = time.time() - t0
+
+        def scored() -> tuple[dict[str, Any], float]:
+            row: dict[str, Any] = {"epoch": epoch + 1, "train_loss": total / max(steps, 1),
+                                   "lr": opt.param_groups[-1]["lr"]}
+            score = -total / max(steps, 1)
+            if dev_ds is not None and len(dev_ds):
+                _, dev_metrics = score_dataset(trainer.eval_model, dev_ds, post, device=device)
+                row.update({f"dev_{k}": v for k, v in dev_metrics.items()})
+                if select in dev_metrics:
+                    score = dev_metrics[select] if higher_better else -dev_metrics[select]
+            row["seconds"] = time.time() - t0
+            return row, score
+
+        row, score = on_main(group, scored)
         prog.history.append(row)
         trainer.checkpoint(epoch, prog, score)
         shown = row.get(f"dev_{select}")
@@ -446,9 +561,9 @@ def train(labels: Labels | str | Path, store: FeatureStore | str | Path | None, 
             return {}
         if cfg.patience and epoch - prog.best_epoch >= cfg.patience:
             log(f"early stop after epoch {epoch + 1}: no dev improvement for {cfg.patience} epochs")
-            folder.mark_early_stopped(epoch + 1)
+            on_main(group, lambda: folder.mark_early_stopped(epoch + 1))
             break
     bar.close()
 
-    # 7. final evaluation with the kept weights
-    return _final_eval(trainer, data, post, select, log)
+    # 7. final evaluation with the kept weights (rank 0; every rank returns its metrics)
+    return on_main(group, lambda: _final_eval(trainer, data, post, select, log))

@@ -48,6 +48,9 @@ class R2Plus1D18Config(WeightsFileConfig):
             Stored resolved; its content fingerprint is in the identity.
         clip_len: frames per clip (JMT: 8).
         clip_stride: frame step inside a clip (JMT: 4, the "dilation").
+        clip_anchor: ``"end"`` (the authors' sub-clips: the clip ends at its row's frame, looking back
+            ``(clip_len - 1) * clip_stride`` frames; the default) or ``"centre"`` (the frames around the row, what
+            this extractor did before; its store keys are unchanged).
         image_size: clip side in pixels (JMT: 112), at least 16 (5 stride-2 stages).
         dtype: ``"float32"`` or ``"bfloat16"``.
         batch_size: clips per forward pass (not in the identity).
@@ -58,6 +61,7 @@ class R2Plus1D18Config(WeightsFileConfig):
     weights: str | None = None
     clip_len: int = 8
     clip_stride: int = 4
+    clip_anchor: str = "end"
     image_size: int = 112
     dtype: str = "float32"
     batch_size: int = runtime(8)
@@ -67,9 +71,17 @@ class R2Plus1D18Config(WeightsFileConfig):
     def validate(self) -> "R2Plus1D18Config":
         check_torch_runtime(self, IMAGE_DTYPES)
         check_positive(self, "clip_len", "clip_stride")
+        if self.clip_anchor not in ("end", "centre"):
+            raise config_error(self, "clip_anchor", "'end' or 'centre'", self.clip_anchor)
         if self.image_size < 16:
             raise config_error(self, "image_size", "at least 16 (5 stride-2 stages)", self.image_size)
         return super().validate()
+
+    def identity(self) -> dict[str, Any]:
+        ident = super().identity()
+        if ident.get("clip_anchor") == "centre":  # the old clips: the old key, so existing stores stay valid
+            ident.pop("clip_anchor")
+        return ident
 
 
 @register_extractor
@@ -83,6 +95,7 @@ class R2Plus1D18(TorchExtractor):
     """
 
     name = "r2plus1d_18"
+    weights_from = "checkpoint"
     modality = "visual"
     Config = R2Plus1D18Config
 
@@ -91,7 +104,7 @@ class R2Plus1D18(TorchExtractor):
         c = self.config
         self.dim = 512
         self.contract = InputContract(
-            kind="clip", image_size=c.image_size, clip_len=c.clip_len, clip_stride=c.clip_stride,
+            kind="clip", image_size=c.image_size, clip_len=c.clip_len, clip_stride=c.clip_stride, clip_anchor=c.clip_anchor,
             mean=KINETICS_MEAN, std=KINETICS_STD,
         )
 
