@@ -73,7 +73,9 @@ def test_a_media_error_is_one_line(tmp_path, monkeypatch, capsys):
     def predict(videos, run, **kw):  # where a MediaError escapes a command
         raise MediaError(videos[0], "cannot be read as a media container")
 
-    monkeypatch.setattr(_predict, "predict", predict)
+    import affectfuse.inference.predictor as predictor  # the command imports it when it runs
+
+    monkeypatch.setattr(predictor, "predict", predict)
     assert main(["predict", str(bad), "--run", str(tmp_path / "run"), "--out", str(tmp_path / "p.csv")]) == 2
     line = _one_error_line(capsys.readouterr().err, "predict")
     assert line == f"affectfuse predict: error: {bad}: cannot be read as a media container"
@@ -125,3 +127,63 @@ def test_a_full_feature_store_database_names_the_database(tmp_path, monkeypatch,
     line = _one_error_line(capsys.readouterr().err, "import-features")
     assert line == (f"affectfuse import-features: error: no space left on device while writing to {tmp_path / 'store'}/ "
                     "(sqlite: database or disk is full): free space and run again; entries already written are intact")
+
+
+def test_recipes_by_name_from_any_folder_and_listed(tmp_path, monkeypatch, capsys):
+    from affectfuse.cli import main
+    from affectfuse.recipes import RECIPES_DIR, list_recipes, resolve
+
+    monkeypatch.chdir(tmp_path)  # not the repository root
+    assert resolve("viper_reaction") == RECIPES_DIR / "viper_reaction.yaml"
+    assert resolve("recipes/jmt_va.yaml") == RECIPES_DIR / "jmt_va.yaml", "the old README spelling still works"
+    own = tmp_path / "mine.yaml"
+    own.write_text("type: TrainConfig\ntask: reaction\n")
+    assert resolve(str(own)) == own
+    with pytest.raises(FileNotFoundError, match="not a shipped recipe .*viper_reaction"):
+        resolve("viper_reactoin")
+    names = {r.name: r for r in list_recipes()}
+    assert set(names) == {"viper_reaction", "jmt_va", "abaw5_eri", "abaw5_expr", "e2e_vgaf"}
+    assert "0.3025" in names["viper_reaction"].reported and names["jmt_va"].model == "jmt"
+    assert main(["recipes"]) == 0
+    out = capsys.readouterr().out
+    assert "viper_reaction" in out and "0.717" in out
+    rc = main(["train", "--task", "reaction", "--labels", "x.csv", "--features", "f", "--config", "nope", "--out", "r"])
+    assert rc == 2 and "not a shipped recipe" in capsys.readouterr().err
+
+
+def test_models_by_task_and_extractors_table(capsys):
+    from affectfuse.cli import main
+
+    assert main(["models", "--task", "va"]) == 0
+    va = capsys.readouterr().out.split()
+    assert "jmt" in va and "e2e_cross" not in va, "e2e_cross predicts per clip"
+    assert main(["models", "--task", "group"]) == 0
+    assert "e2e_cross" in capsys.readouterr().out.split()
+    assert main(["models", "--task", "bogus"]) == 2
+    assert "unknown task 'bogus'; tasks:" in capsys.readouterr().err
+    assert main(["extractors", "--modality", "audio"]) == 0
+    rows = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines()[1:]}
+    assert rows["resemblyzer_ge2e"][1:4] == ["audio", "256", "yes"] and rows["wavlm_xvector"][3] == "no"
+    assert "mobilenetv2_imagenet" not in rows
+
+
+def test_help_and_version_import_no_torch():
+    """`affectfuse --help` and every command's --help stay fast: no torch, no model registry."""
+    import sys
+
+    code = ("import sys, contextlib, io\n"
+            "from affectfuse.cli import main\n"
+            "for argv in (['--help'], ['train', '--help'], ['extract', '--help'], ['predict', '--help'], ['--version']):\n"
+            "    with contextlib.redirect_stdout(io.StringIO()):\n"
+            "        try:\n"
+            "            main(argv)\n"
+            "        except SystemExit as e:\n"
+            "            assert e.code == 0, (argv, e.code)\n"
+            "print(sorted(m for m in ('torch', 'transformers', 'onnxruntime', 'mediapipe', 'matplotlib') if m in sys.modules))\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "[]"
+    from affectfuse import __version__
+
+    out = subprocess.run([sys.executable, "-m", "affectfuse.cli", "--version"], capture_output=True, text=True)
+    assert out.stdout.strip() == f"affectfuse {__version__}"

@@ -18,9 +18,9 @@ The public API is what the command line runs (everything else is plumbing and ma
 
 from __future__ import annotations
 
-from affectfuse._compat import prepare_torchvision as _prepare_torchvision
+from affectfuse._compat import install_hook as _install_hook
 
-_prepare_torchvision()  # before anything imports transformers / torchvision (see _compat)
+_install_hook()  # torchvision is made safe when something first imports it (see _compat)
 
 from affectfuse.types import (  # noqa: E402
     AudioFragments,

@@ -7,7 +7,7 @@ registers fake kernels for ``torchvision::nms`` / ``qnms`` without checking that
 Perceiver and friends.
 
 :func:`prepare_torchvision` must run before the first ``import torchvision`` in a process;
-``affectfuse/__init__.py`` calls it. Where torchvision's compiled ops load (a matching CUDA or CPU
+``affectfuse/__init__.py`` installs an import hook that calls it then (so importing affectfuse costs no torch). Where torchvision's compiled ops load (a matching CUDA or CPU
 build), it does nothing. Otherwise it defines the two operator schemas and registers a pure-torch
 greedy NMS as their CPU kernel, which is all that timm, torchvision's models/transforms and MTCNN use.
 Everything else in ``torchvision.ops`` that needs compiled kernels (``roi_align``, ...) stays missing.
@@ -89,6 +89,35 @@ def prepare_torchvision() -> bool | None:
     _STATE["lib"] = tv  # keep the Library object alive
     _STATE["native"] = False
     return False
+
+
+class _PrepareOnImport:
+    """A ``sys.meta_path`` finder that runs :func:`prepare_torchvision` just before the first ``import
+    torchvision`` of the process (whoever imports it: transformers, timm, facenet-pytorch, the user), then steps
+    aside. So ``import affectfuse`` does not import torch, and torchvision still never crashes."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "torchvision":
+            return None
+        uninstall_hook()
+        prepare_torchvision()
+        return None  # the normal finders import it
+
+
+_HOOK = _PrepareOnImport()
+
+
+def install_hook() -> None:
+    """Prepare torchvision lazily: on its first import (idempotent; nothing to do once it is imported)."""
+    if "torchvision" not in sys.modules and not _STATE["prepared"] and _HOOK not in sys.meta_path:
+        sys.meta_path.insert(0, _HOOK)
+
+
+def uninstall_hook() -> None:
+    try:
+        sys.meta_path.remove(_HOOK)
+    except ValueError:
+        pass
 
 
 def import_torchvision():

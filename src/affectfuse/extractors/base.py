@@ -57,13 +57,15 @@ class InputContract:
     Attributes:
         kind: ``"face"`` — face crops ``(N, S, S, 3)`` uint8 RGB at ``image_size`` (rows without a face
             follow the extraction's no-face policy); ``"frame"`` — whole frames resized to ``image_size``
-            (aspect kept, padded); ``"clip"`` — ``clip_len`` consecutive frames around each sampled frame,
+            (aspect kept, padded); ``"clip"`` — ``clip_len`` frames ``clip_stride`` apart around (or ending at) each sampled frame,
             ``(N, clip_len, S, S, 3)``; ``"audio_fragment"`` — the :class:`~affectfuse.types.AudioFragments`
             of the sampled frames, mono float32 at ``sample_rate``.
         image_size: square side in pixels for image kinds.
         sample_rate: Hz for audio kinds.
         clip_len: frames per clip for ``"clip"``.
         clip_stride: frame step inside a clip for ``"clip"``.
+        clip_anchor: where a ``"clip"`` sits relative to its row's frame: ``"centre"`` (the frames around it) or
+            ``"end"`` (the clip ends at it, looking back only: JMT's sub-clips end at their labelled frame).
         mean: per-channel mean the extractor normalises with (informative; applied by the extractor).
         std: per-channel std (informative).
         align: ``"face"`` crops aligned by the face's key points (a similarity transform to a canonical template:
@@ -76,6 +78,7 @@ class InputContract:
     sample_rate: int = 16000
     clip_len: int = 8
     clip_stride: int = 4
+    clip_anchor: str = "centre"
     mean: tuple[float, ...] = ()
     std: tuple[float, ...] = ()
     align: bool = False
@@ -154,6 +157,17 @@ def _config_for(cls: type["Extractor"], config: ExtractorConfig | None, override
     return make_config(cls.Config, overrides, base=config)
 
 
+#: ``Extractor.weights_from`` → whether it works offline with its defaults, and how to get its weights
+WEIGHTS_FROM: dict[str, tuple[bool, str]] = {
+    "none": (True, "no weights"),
+    "package": (True, "shipped by a registry package"),
+    "hub": (False, "hub id or local folder (--set NAME.model=...)"),
+    "download": (False, "downloaded on first use (or --set NAME.weights=FILE)"),
+    "checkpoint": (False, "your checkpoint (--set NAME.weights=FILE); random init without"),
+    "fetch": (False, "a published model: affectfuse fetch-models (licence in its identity)"),
+}
+
+
 class Extractor:
     """Base class. A subclass sets ``name``, ``modality`` and ``Config``, then in ``__init__`` calls
     ``super().__init__(config, **overrides)`` and sets ``self.dim`` and ``self.contract`` from
@@ -163,6 +177,10 @@ class Extractor:
 
     name: ClassVar[str] = "base"
     modality: ClassVar[str] = "visual"
+    #: where its default weights come from (:data:`WEIGHTS_FROM`): ``"none"`` (no weights), ``"package"`` (a
+    #: registry package ships them: works offline), ``"hub"`` (a hub id or a local folder), ``"download"`` (a
+    #: URL on first use), ``"fetch"`` (``affectfuse fetch-models``) or ``"checkpoint"`` (the user's file; random init without one, for tests only)
+    weights_from: ClassVar[str] = "none"
     Config: ClassVar[type[ExtractorConfig]] = ExtractorConfig
 
     def __init__(self, config: ExtractorConfig | None = None, /, **overrides: Any) -> None:

@@ -17,7 +17,7 @@ from affectfuse._config import to_dict
 from affectfuse._registry import MODELS
 from affectfuse.tasks.spec import get_task
 
-__all__ = ["model_info", "default_input_dims", "takes_raw_inputs", "config_class", "PAPER_INPUT_DIMS"]
+__all__ = ["model_info", "default_input_dims", "takes_raw_inputs", "supports", "config_class", "PAPER_INPUT_DIMS"]
 
 # Input widths of the papers' feature sets, used when ``input_dims`` is not given. A model module may
 # override them by defining its own ``PAPER_INPUT_DIMS`` dict.
@@ -39,6 +39,16 @@ def takes_raw_inputs(name: str) -> bool:
     """
     module = sys.modules.get(getattr(MODELS.get(name), "__module__", ""), None)
     return bool(getattr(module, "RAW_MODALITIES", None))
+
+
+def supports(name: str, task) -> bool:
+    """Whether a registered model can be trained for ``task`` (a :class:`~affectfuse.tasks.spec.TaskSpec`).
+
+    Convention: the module of a model that predicts at some resolutions only defines ``RESOLUTIONS``
+    (e.g. ``("clip",)``); every other model handles clip- and frame-level tasks, regression and classification.
+    """
+    module = sys.modules.get(getattr(MODELS.get(name), "__module__", ""), None)
+    return task.resolution in getattr(module, "RESOLUTIONS", ("clip", "frame"))
 
 
 def config_class(name: str) -> type:

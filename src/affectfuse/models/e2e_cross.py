@@ -70,6 +70,8 @@ from affectfuse.types import Batch, ModelOutput
 __all__ = ["E2EConfig", "E2ECross"]
 
 RAW_MODALITIES = {"pixels": 3, "waveform": 1}
+#: one output per clip: frame-level tasks are refused (``affectfuse models --task va`` leaves it out)
+RESOLUTIONS = ("clip",)
 SAMPLE_RATE = 16000
 
 

@@ -116,6 +116,7 @@ class DeepSpectrum(TorchAudioExtractor):
     """
 
     name = "deepspectrum"
+    weights_from = "checkpoint"
     Config = DeepSpectrumConfig
 
     def __init__(self, config: DeepSpectrumConfig | None = None, /, **overrides: Any) -> None:

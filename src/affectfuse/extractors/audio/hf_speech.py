@@ -230,6 +230,7 @@ class HFSpeech(HFSpeechBase):
     """
 
     name = "hf_speech"
+    weights_from = "hub"
     Config = HFSpeechConfig
 
     def _load_model(self):

@@ -100,6 +100,7 @@ class JMTResNet18(TorchAudioExtractor):
     """
 
     name = "jmt_resnet18"
+    weights_from = "checkpoint"
     Config = JMTResNet18Config
 
     def __init__(self, config: JMTResNet18Config | None = None, /, **overrides: Any) -> None:

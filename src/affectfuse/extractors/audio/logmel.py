@@ -210,6 +210,7 @@ class LogMelStats(AudioExtractor):
     """
 
     name = "logmel_stats"
+    weights_from = "none"
     Config = LogMelStatsConfig
 
     def __init__(self, config: LogMelStatsConfig | None = None, /, **overrides: Any) -> None:

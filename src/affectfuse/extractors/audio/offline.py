@@ -162,6 +162,7 @@ class ResemblyzerGE2E(AudioExtractor):
     """
 
     name = "resemblyzer_ge2e"
+    weights_from = "package"
     Config = ResemblyzerConfig
 
     def __init__(self, config: ResemblyzerConfig | None = None, /, **overrides: Any) -> None:

@@ -94,6 +94,7 @@ class OpenSmileFunctionals(AudioExtractor):
     """
 
     name = "opensmile"
+    weights_from = "none"
     Config = OpenSmileConfig
 
     def __init__(self, config: OpenSmileConfig | None = None, /, **overrides: Any) -> None:

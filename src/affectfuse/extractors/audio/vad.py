@@ -280,6 +280,7 @@ class SileroVAD(AudioExtractor):
     """
 
     name = "silero_vad"
+    weights_from = "package"
     Config = SileroVADConfig
 
     def __init__(self, config: SileroVADConfig | None = None, /, **overrides: Any) -> None:

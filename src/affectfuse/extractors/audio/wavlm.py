@@ -69,6 +69,7 @@ class WavLMXVector(HFSpeechBase):
     """
 
     name = "wavlm_xvector"
+    weights_from = "hub"
     Config = WavLMXVectorConfig
 
     def _load_model(self):

@@ -293,6 +293,7 @@ class FaceApiExpression(Extractor):
     """
 
     name = "faceapi_expression"
+    weights_from = "package"
     modality = "fau"
     Config = FaceApiConfig
 

@@ -176,6 +176,7 @@ class FaceMeshGeometry(Extractor):
     """
 
     name = "facemesh_geometry"
+    weights_from = "package"
     modality = "fau"
     Config = FaceMeshConfig
     #: output column names (:data:`MEASURES`).

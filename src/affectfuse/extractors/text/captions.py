@@ -296,6 +296,7 @@ class ClipCaptionRoberta(CaptionExtractor):
     """
 
     name = "clip_caption_roberta"
+    weights_from = "hub"
     Config = ClipCaptionConfig
 
     def __init__(self, config: ClipCaptionConfig | None = None, /, **overrides: Any) -> None:
@@ -389,6 +390,7 @@ class CaptionOffline(CaptionExtractor):
     """
 
     name = "caption_offline"
+    weights_from = "package"
     Config = CaptionOfflineConfig
 
     def __init__(self, config: CaptionOfflineConfig | None = None, /, **overrides: Any) -> None:

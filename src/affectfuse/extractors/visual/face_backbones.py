@@ -123,6 +123,7 @@ class InceptionResnetV1Face(TorchExtractor):
     """
 
     name = "inception_resnet_v1"
+    weights_from = "download"
     modality = "visual"
     channels_last = True
     Config = InceptionResnetV1Config
@@ -194,5 +195,6 @@ class RegNet(TimmBackboneBase):
     """
 
     name = "regnet"
+    weights_from = "hub"
     modality = "visual"
     Config = RegNetConfig

@@ -164,6 +164,7 @@ class MobileNetV2ImageNet(TorchExtractor):
     """
 
     name = "mobilenetv2_imagenet"
+    weights_from = "package"
     modality = "visual"
     channels_last = True
     Config = MobileNetV2Config

@@ -180,5 +180,6 @@ class TimmBackbone(TimmBackboneBase):
     """
 
     name = "timm"
+    weights_from = "hub"
     modality = "visual"
     Config = TimmConfig

@@ -121,6 +121,7 @@ class ViTCLS(TorchExtractor):
     """
 
     name = "vit_cls"
+    weights_from = "hub"
     modality = "visual"
     Config = VitConfig
 
