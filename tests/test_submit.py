@@ -280,7 +280,7 @@ def test_va_run_frames_from_the_store_refused_then_filled(tmp_path, va_run):
 
 
 def test_seeds_folder_classification_ensemble_to_vgaf(tmp_path, group_seeds, clip_data):
-    assert not (group_seeds / "predictions" / "test.csv").exists()  # train_seeds writes no classification ensemble
+    assert (group_seeds / "predictions" / "test.csv").exists()  # train_seeds writes the ensemble (mean probabilities)
     sub = write_submission(group_seeds, "emotiw_vgaf", tmp_path / "s")
     lines = (tmp_path / "s" / "predictions.txt").read_text().splitlines()
     assert lines[0] == "Vid_name Label"
@@ -291,9 +291,16 @@ def test_seeds_folder_classification_ensemble_to_vgaf(tmp_path, group_seeds, cli
     mean = (seeds[0][cols] + seeds[1].loc[seeds[0].index, cols]) / 2
     want = {v: str(int(np.argmax(r)) + 1) for v, r in zip(mean.index, mean.to_numpy())}
     assert got == want
+    ens = pd.read_csv(group_seeds / "predictions" / "test.csv", dtype={"video_id": str}).set_index("video_id")
+    np.testing.assert_allclose(ens.loc[mean.index, cols].to_numpy(), mean.to_numpy(), atol=2e-6)
     rec = sub.record
-    assert rec["run_kind"] == "seeds" and rec["ensemble"].startswith("mean of 2 seeds")
-    assert set(rec["config_sha256"]) == {"seed_1", "seed_2"} and set(rec["predictions_sha256"]) == {"seed_1", "seed_2"}
+    assert rec["run_kind"] == "seeds" and rec["ensemble"] == "written by train_seeds"
+    assert set(rec["config_sha256"]) == {"seed_1", "seed_2"} and len(rec["predictions_sha256"]) == 64
+    (group_seeds / "predictions" / "test.csv").unlink()  # a folder without the ensemble (older, or evaluated apart)
+    rec = write_submission(group_seeds, "emotiw_vgaf", tmp_path / "t").record
+    got = dict(line.split(" ") for line in (tmp_path / "t" / "predictions.txt").read_text().splitlines()[1:])
+    assert got == want and rec["ensemble"].startswith("mean of 2 seeds")
+    assert set(rec["predictions_sha256"]) == {"seed_1", "seed_2"}
     assert "UNCONFIRMED" in rec["notes"][0]
 
 

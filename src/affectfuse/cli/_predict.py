@@ -27,12 +27,14 @@ def _predict_conf(p):
     p.add_argument("videos", nargs="+", help="video files, folders or lists")
     # dest is not "run": `set_defaults(run=...)` holds the command function under that name
     p.add_argument("--run", dest="run_dir", default=None,
-                   help="a run folder from `affectfuse train`; without it, the offline default scores facial "
-                        "expressions per frame (MediaPipe faces + face-api expression net, no training needed)")
+                   help="a run folder from `affectfuse train`, or a folder of `train --seeds` (the mean of its "
+                        "seeds' predictions); without it, the offline default scores facial expressions per frame "
+                        "(MediaPipe faces + face-api expression net, no training needed)")
+    p.add_argument("--seed", type=int, default=None, help="with a --run folder of `train --seeds`: this seed only")
     p.add_argument("--out", default="predictions.csv", help="CSV file")
     p.add_argument("--features", help="feature store to extract into and keep (default: temporary; with --run)")
-    p.add_argument("--workers", type=int, default=1)
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--workers", type=int, default=1, help="processes that decode and detect faces (default 1)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or progress lines")
     p.add_argument("--json", action="store_true",
                    help="offline default: also write OUT.json (per video: summary and frames)")
     p.add_argument("--report", metavar="DIR", default=None, help="offline default: write an HTML/plot report to DIR")
@@ -58,7 +60,9 @@ def _predict_run(args) -> int:
             raise ValueError(f"{', '.join(given)} apply to the offline default (predict without --run); "
                              "with --run the predictions go to --out only")
     kw = ({"json": args.json, "fps": 5.0 if args.fps is None else args.fps} if offline
-          else {"features": args.features, "backend": args.backend or "torch"})
+          else {"features": args.features, "backend": args.backend or "torch", "seed": args.seed})
+    if offline and args.seed is not None:
+        raise ValueError("--seed chooses one run of a --run folder of `train --seeds`")
     from affectfuse.inference.offline import format_summary
     from affectfuse.inference.predictor import predict
     from affectfuse.reporting import prediction_report

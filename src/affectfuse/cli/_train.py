@@ -148,16 +148,27 @@ def _add(sub, name, help_text, conf, run):
 
 # -- evaluate -------------------------------------------------------------------------------------
 def _eval_conf(p):
-    p.add_argument("run_dir", metavar="RUN", help="run folder")
-    p.add_argument("--split", default="test")
+    p.add_argument("run_dir", metavar="RUN", help="run folder, or a folder of `train --seeds` (every seed and "
+                                                  "their ensemble)")
+    p.add_argument("--split", default="test", help="the labels' split to score (default: test)")
     p.add_argument("--labels", help="labels (default: the ones the run was trained with)")
     p.add_argument("--features", help="feature store (default: the one the run was trained with)")
+    p.add_argument("--seed", type=int, default=None, help="a seeds folder: evaluate this seed's run only")
+    p.add_argument("--backend", default="torch", choices=("torch", "onnx", "auto"),
+                   help="what runs the model (see predict --backend)")
 
 
 def _eval_run(args) -> int:
     from affectfuse.inference.run import evaluate
+    from affectfuse.inference.seeds import evaluate_seeds, seed_runs
 
-    m = evaluate(args.run_dir, split=args.split, labels=args.labels, store=args.features)
+    if args.seed is None and seed_runs(args.run_dir):
+        out = evaluate_seeds(args.run_dir, split=args.split, labels=args.labels, store=args.features,
+                             backend=args.backend)
+        print(json.dumps({args.split: out}, indent=1))
+        return 0
+    m = evaluate(args.run_dir, split=args.split, labels=args.labels, store=args.features, backend=args.backend,
+                 seed=args.seed)
     print(json.dumps({args.split: m}, indent=1))
     return 0
 

@@ -25,6 +25,7 @@ from affectfuse.extraction import ExtractConfig, ExtractReport, extract
 from affectfuse.features.store import FeatureStore
 from affectfuse.inference.offline import OFFLINE_CLASSES, Failure, format_summary, predict_offline, write_outputs
 from affectfuse.inference.run import Run, load_run, score_dataset, use_backend
+from affectfuse.inference.seeds import select_runs
 from affectfuse.io.inputs import list_inputs
 from affectfuse.types import Prediction
 
@@ -150,6 +151,27 @@ def _write(run: Run, ds, out_csv: str | Path, log) -> Prediction:
     return pred
 
 
+def _predict_ensemble(videos: list, runs: list[Path], out_csv, *, features, log, **kw) -> tuple[Prediction, ExtractReport]:
+    """The mean of several seeds' predictions (:meth:`Prediction.mean`); their features are extracted once into
+    one store (the seeds of one configuration share the extractors)."""
+    tmp = tempfile.TemporaryDirectory(prefix="affectfuse-predict-") if features is None else None
+    try:
+        preds, report = [], None
+        for r in runs:
+            p, rep = predict_videos(videos, r, None, features=features or tmp.name, log=log, **kw)
+            preds.append(p)
+            report = report or rep  # (the later seeds find the features stored: the same failures)
+        pred = Prediction.mean(preds)
+        if out_csv is not None:
+            pred.write(out_csv, Prediction.RUN)
+            log(f"wrote {len(pred)} prediction rows for {len(set(pred.video_ids))} video(s) to {out_csv} (the mean "
+                f"of {len(runs)} seeds)")
+        return pred, report
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
+
+
 @dataclass
 class PredictResult:
     """What :func:`predict` gives.
@@ -179,7 +201,7 @@ class PredictResult:
 def predict(videos: Iterable[str | Path] | str | Path, run: str | Path | Run | None = None, *,
             out: str | Path | None = None, json: bool = False, features: str | Path | None = None, workers: int = 1,
             fps: float = 5.0, progress: bool = True, log: Callable[[str], Any] = lambda *_: None,
-            backend: str = "torch", **offline: Any) -> PredictResult:
+            backend: str = "torch", seed: int | None = None, **offline: Any) -> PredictResult:
     """Score media files with a trained run, or with the offline default when ``run`` is None.
 
     Args:
@@ -193,6 +215,8 @@ def predict(videos: Iterable[str | Path] | str | Path, run: str | Path | Run | N
         progress: progress bars on a terminal.
         log: where progress lines go.
         backend: with a run: ``"torch"``, ``"onnx"`` or ``"auto"`` (see :func:`predict_videos`).
+        seed: ``run`` is a folder of ``train --seeds``: this seed's run only (default: the ensemble of every
+            seed, the mean of their predictions).
         **offline: offline default only: ``window``, ``detector``, ``margin``, ``max_side``
             (see :func:`~affectfuse.inference.offline.predict_offline`).
 
@@ -203,6 +227,8 @@ def predict(videos: Iterable[str | Path] | str | Path, run: str | Path | Run | N
         ValueError: bad parameters, or (with a run) no video could be processed.
     """
     if run is None:
+        if seed is not None:
+            raise ValueError(f"seed={seed} chooses one run of a folder of `train --seeds` (predict with a run)")
         if backend != "torch":
             raise ValueError(f"backend={backend!r} chooses what runs a trained run's model (predict with a run); the "
                              "offline default's extractors pick their own (ONNX Runtime where installed)")
@@ -216,8 +242,13 @@ def predict(videos: Iterable[str | Path] | str | Path, run: str | Path | Run | N
                          "(predict without a run)")
     videos = [videos] if isinstance(videos, (str, Path)) else list(videos)
     paths = dict(list_inputs(videos))
-    pred, report = predict_videos(videos, run, out, features=features, workers=workers, progress=progress, log=log,
-                                  backend=backend)
+    runs = [run] if isinstance(run, Run) else select_runs(run, seed)
+    if len(runs) == 1:
+        pred, report = predict_videos(videos, runs[0], out, features=features, workers=workers, progress=progress,
+                                      log=log, backend=backend)
+    else:
+        pred, report = _predict_ensemble(videos, runs, out, features=features, workers=workers, progress=progress,
+                                         log=log, backend=backend)
     failures, seen = [], set()
     for vid, _, msg in report.failed:
         if vid not in seen:

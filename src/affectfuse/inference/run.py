@@ -116,6 +116,12 @@ def load_run(path: str | Path, *, device: str = "cpu", backend: str = "torch") -
         ValueError: an unknown backend, or one that cannot serve this run.
     """
     folder = RunFolder(path)
+    from affectfuse.inference.seeds import seed_runs
+
+    if seeds := seed_runs(path):
+        raise FileNotFoundError(f"{path}: a folder of {len(seeds)} seeds (train --seeds), not one run: load one of "
+                                f"{', '.join(str(p) for p in seeds.values())}, or give the folder to evaluate / "
+                                f"predict (their ensemble, or --seed S)")
     folder.require_finished()
     cfg = folder.read_config()
     meta = folder.read_model()
@@ -241,12 +247,21 @@ def labels_for(cfg: TrainConfig, labels: Labels | str | Path) -> Labels:
 
 
 def evaluate(run_dir: str | Path, *, split: str = "test", labels: str | Path | None = None,
-             store: str | Path | None = None, backend: str = "torch") -> dict[str, float]:
+             store: str | Path | None = None, backend: str = "torch", seed: int | None = None) -> dict[str, float]:
     """Re-evaluate a run on a split (labels and store default to the ones it was trained on; ``backend`` as in
     :func:`load_run`).
 
-    Writes ``RUN/predictions/<split>.csv`` and merges the split's metrics into ``RUN/metrics.json``.
+    Writes ``RUN/predictions/<split>.csv`` and merges the split's metrics into ``RUN/metrics.json``. A folder of
+    ``train --seeds`` is evaluated as its ensemble (every seed evaluated too, all written: see
+    :func:`~affectfuse.inference.seeds.evaluate_seeds`; the ensemble's metrics are returned), or as one of its
+    seeds with ``seed``.
     """
+    from affectfuse.inference.seeds import evaluate_seeds, seed_runs, select_runs
+
+    if seed is not None:
+        run_dir = select_runs(run_dir, seed)[0]
+    elif seed_runs(run_dir):
+        return evaluate_seeds(run_dir, split=split, labels=labels, store=store, backend=backend)["ensemble"]
     run = load_run(run_dir, backend=backend)
     lab_src = labels or run.data.get("labels")
     st_src = store or run.data.get("store")

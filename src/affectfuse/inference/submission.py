@@ -86,8 +86,8 @@ def load_predictions(run: "str | Path | RunFolder | Prediction | Any", split: st
     """The predictions of one split and where they came from.
 
     Args:
-        run: a run folder, a multi-seed folder (its ensemble ``predictions/<split>.csv``; for classification, where
-            none is written, the mean of the seeds' predictions), a predictions CSV (RUN layout), a loaded
+        run: a run folder, a multi-seed folder (its ensemble ``predictions/<split>.csv``; where none is written,
+            the mean of the seeds' predictions), a predictions CSV (RUN layout), a loaded
             :class:`~affectfuse.inference.run.Run`, or a :class:`Prediction`.
         split: the split.
 

@@ -33,7 +33,7 @@ from affectfuse.inference.train_config import TrainConfig
 from affectfuse.tasks.metrics import compute_metrics
 from affectfuse.tasks.spec import TaskSpec
 from affectfuse.training.ablate import train_or_reuse
-from affectfuse.training.truth import matched_targets
+from affectfuse.inference.truth import matched_targets
 from affectfuse.types import Prediction
 
 __all__ = ["kfold", "assign_folds", "fold_labels", "oof_metrics"]

@@ -12,9 +12,8 @@ from affectfuse.data.labels import Labels
 from affectfuse.inference.run import labels_for
 from affectfuse.inference.run_folder import RunFolder
 from affectfuse.inference.train_config import TrainConfig
-from affectfuse.tasks.metrics import compute_metrics
 from affectfuse.training.loop import train
-from affectfuse.training.truth import matched_targets
+from affectfuse.inference.seeds import ensemble_metrics
 from affectfuse.types import Prediction
 
 __all__ = ["train_seeds", "ensemble_predictions"]
@@ -46,15 +45,13 @@ def train_seeds(labels: Labels | str | Path, store, config: TrainConfig, out: st
     lab = labels_for(config, labels)
     ens: dict[str, dict[str, float]] = {}
     runs = [out / f"seed_{s}" for s in seeds]
-    task = lab.task
     folder = RunFolder(out)
     for split in summary["mean"]:
-        if split == "train" or task.is_classification:
+        if split == "train":
             continue
-        pred = ensemble_predictions(runs, split)
+        pred = ensemble_predictions(runs, split)  # classification: the mean of the class probabilities
         folder.write_predictions(split, pred)
-        p, t, _ = matched_targets(pred, lab, split=split)
-        ens[split] = {k: float(v) for k, v in compute_metrics(task, p, t, np.ones(len(p), bool)).items()}
+        ens[split] = ensemble_metrics(pred, lab, split)
     summary["ensemble"] = ens
     folder.write_metrics(summary)
     return summary
