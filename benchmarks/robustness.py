@@ -173,7 +173,7 @@ def main() -> None:
     if mixed is not None and clean is not None:
         from affectfuse.features.store import FeatureStore
 
-        sm, sc = FeatureStore(OUT / "mixed_store"), FeatureStore(OUT / "clean_store")
+        sm, sc = FeatureStore(OUT / "mixed_store", create=True), FeatureStore(OUT / "clean_store", create=True)
         for key in clean["keys"].values():
             for vid in sc.video_ids(key):
                 a, b = sc.get(vid, key), sm.get(f"good/{vid}", key) if sm.has(f"good/{vid}", key) else None

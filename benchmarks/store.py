@@ -26,7 +26,7 @@ def main() -> None:
     rng = np.random.default_rng(0)
     block = rng.normal(size=(args.rows, args.dim)).astype(np.float32)
     with tempfile.TemporaryDirectory() as tmp:
-        store = FeatureStore(Path(tmp) / "s", dtype="float16" if args.float16 else "float32")
+        store = FeatureStore(Path(tmp) / "s", dtype="float16" if args.float16 else "float32", create=True)
         t = time.time()
         for i in range(args.clips):
             store.put(FeatureSet(values=block, times=np.arange(args.rows, dtype=float), valid=np.ones(args.rows, bool),

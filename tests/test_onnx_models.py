@@ -154,7 +154,7 @@ def video_run(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("onnx_run")
     labels = make_video_dataset(root / "gen", n=6, seconds=1.2, fps=10)
-    store = FeatureStore(root / "store")
+    store = FeatureStore(root / "store", create=True)
     cfg = ExtractConfig(extractors=("logmel_stats", "faceapi_expression"), frames=8, workers=0)
     rep = extract([root / "gen" / "videos"], store, cfg, progress=False)
     assert rep.failed == []

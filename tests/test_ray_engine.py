@@ -133,7 +133,7 @@ def test_ray_extraction_equals_the_local_engine(videos, tmp_path, local_ray):
     assert local.keys == remote.keys
     assert local.failed_videos == remote.failed_videos == ["broken"]
     assert all("broken.mp4" in m for _, _, m in remote.failed)
-    a, b = FeatureStore(tmp_path / "local"), FeatureStore(tmp_path / "ray")
+    a, b = FeatureStore(tmp_path / "local", create=True), FeatureStore(tmp_path / "ray", create=True)
     for name, key in local.keys.items():
         ids = a.video_ids(key)
         assert ids == b.video_ids(key) and len(ids) == 3

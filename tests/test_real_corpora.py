@@ -136,8 +136,8 @@ def test_a_phone_clip_finds_the_face_it_shows_and_the_same_features(tmp_path, as
     cfg = ExtractConfig(extractors=("faceapi_expression",), frames=8, workers=0)
     ra = extract([tmp_path / "up.mp4"], tmp_path / "a", cfg, progress=False)
     rb = extract([side], tmp_path / "b", cfg, progress=False)
-    up = FeatureStore(tmp_path / "a").get("up", ra.keys["faceapi_expression"])
-    turned = FeatureStore(tmp_path / "b").get("side", rb.keys["faceapi_expression"])
+    up = FeatureStore(tmp_path / "a", create=True).get("up", ra.keys["faceapi_expression"])
+    turned = FeatureStore(tmp_path / "b", create=True).get("side", rb.keys["faceapi_expression"])
     assert up.valid.all() and turned.valid.all()
     np.testing.assert_allclose(turned.values, up.values, atol=0.05)
     np.testing.assert_allclose(turned.boxes, up.boxes, atol=4)  # boxes in the shown (upright) frame's pixels
@@ -182,7 +182,7 @@ def test_truncation_reaches_the_store_notes_and_the_report(long_fast, tmp_path):
     cut.write_bytes(data[: len(data) // 2])
     rep = extract([cut], tmp_path / "s", ExtractConfig(extractors=("logmel_stats",), frames=8, workers=0),
                   progress=False)
-    fs = FeatureStore(tmp_path / "s").get("half", rep.keys["logmel_stats"])
+    fs = FeatureStore(tmp_path / "s", create=True).get("half", rep.keys["logmel_stats"])
     assert any(n.startswith("truncated: declares 12.00 s") for n in fs.meta["notes"])
     assert fs.meta["video"]["declared_duration"] == pytest.approx(12.0, abs=0.1)
     assert "truncated: declares 12.00 s" in rep.text()

@@ -71,7 +71,7 @@ def test_prediction_report_files_stay_inside_its_folder(tmp_path):
 
 
 def test_nasty_ids_round_trip_through_the_store_unchanged(tmp_path):
-    store = FeatureStore(tmp_path / "s")
+    store = FeatureStore(tmp_path / "s", create=True)
     ids = NASTY + ["'; DROP TABLE features; --", "a%b_c"]
     for i, vid in enumerate(ids):
         fs = FeatureSet(values=np.full((3, 2), i, np.float32), times=np.arange(3.0), valid=np.ones(3, bool),

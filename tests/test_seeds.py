@@ -29,7 +29,7 @@ def seeds(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("seeds")
     labels = make_video_dataset(root / "gen", n=20, seconds=1.0, fps=10)
-    store = FeatureStore(root / "store")
+    store = FeatureStore(root / "store", create=True)
     rep = extract([root / "gen" / "videos"], store, ExtractConfig(extractors=("logmel_stats",), frames=8, workers=0),
                   progress=False)
     assert rep.failed == []

@@ -28,7 +28,7 @@ def _fs(vid: str, t: int = 32, d: int = 8, name: str = "toy", seed: int = 0, **p
 
 
 def test_round_trip_preserves_every_field(tmp_path):
-    store = FeatureStore(tmp_path / "s")
+    store = FeatureStore(tmp_path / "s", create=True)
     fs = _fs("v1")
     store.put(fs, source="/data/v1.mp4", warnings=["note"])
     got = store.get("v1", fs.key)
@@ -44,7 +44,7 @@ def test_round_trip_preserves_every_field(tmp_path):
 
 
 def test_keys_video_ids_failures_and_clear_errors(tmp_path):
-    store = FeatureStore(tmp_path / "s")
+    store = FeatureStore(tmp_path / "s", create=True)
     a, b = _fs("v1"), _fs("v2", seed=1)
     other = _fs("v1", name="other", q=2)
     for fs in (a, b, other):
@@ -66,7 +66,7 @@ def test_keys_video_ids_failures_and_clear_errors(tmp_path):
 
 
 def test_failure_then_success_replaces_and_success_then_failure_drops(tmp_path):
-    store = FeatureStore(tmp_path / "s")
+    store = FeatureStore(tmp_path / "s", create=True)
     fs = _fs("v1")
     store.put_failure("v1", fs.key, "boom")
     store.put(fs)
@@ -81,7 +81,7 @@ def test_key_depends_on_params(tmp_path):
 
 
 def test_float16_storage_halves_values(tmp_path):
-    s32, s16 = FeatureStore(tmp_path / "a"), FeatureStore(tmp_path / "b", dtype="float16")
+    s32, s16 = FeatureStore(tmp_path / "a", create=True), FeatureStore(tmp_path / "b", dtype="float16", create=True)
     fs = _fs("v1", t=64, d=128)
     s32.put(fs)
     s16.put(fs)
@@ -93,7 +93,7 @@ def test_float16_storage_halves_values(tmp_path):
 
 
 def test_non_finite_valid_rows_are_refused_and_nothing_is_written(tmp_path):
-    store = FeatureStore(tmp_path / "s")
+    store = FeatureStore(tmp_path / "s", create=True)
     fs = _fs("v1")
     fs.values[np.nonzero(fs.valid)[0][0], 0] = np.nan
     with pytest.raises(ValueError, match="non-finite"):
@@ -102,7 +102,7 @@ def test_non_finite_valid_rows_are_refused_and_nothing_is_written(tmp_path):
 
 
 def test_bulk_load_matches_get(tmp_path):
-    store = FeatureStore(tmp_path / "s")
+    store = FeatureStore(tmp_path / "s", create=True)
     sets = [_fs(f"v{i:03d}", seed=i) for i in range(40)]
     for fs in sets:
         store.put(fs)
@@ -115,7 +115,7 @@ def test_bulk_load_matches_get(tmp_path):
 
 
 def test_store_pickles_and_reopens_connection_in_another_process(tmp_path):
-    store = FeatureStore(tmp_path / "s")
+    store = FeatureStore(tmp_path / "s", create=True)
     fs = _fs("v1")
     store.put(fs)
     clone = pickle.loads(pickle.dumps(store))
@@ -125,12 +125,18 @@ def test_store_pickles_and_reopens_connection_in_another_process(tmp_path):
 def test_refuses_missing_store_and_file_path(tmp_path):
     with pytest.raises(FileNotFoundError, match="no feature store"):
         FeatureStore(tmp_path / "nothing", create=False)
+    with pytest.raises(FileNotFoundError, match=r"typo: no feature store here .*affectfuse extract \.\.\. --out"):
+        FeatureStore(tmp_path / "typo")  # reading is the default: a misspelt path is refused ...
+    assert not (tmp_path / "typo").exists()  # ... and nothing is created
+    made = FeatureStore(tmp_path / "new", create=True)  # creating is explicit
+    assert (tmp_path / "new" / FeatureStore.FILENAME).exists() and FeatureStore(tmp_path / "new").keys() == []
+    made.close()
     f = tmp_path / "file"
     f.write_text("x")
     with pytest.raises(NotADirectoryError):
-        FeatureStore(f)
+        FeatureStore(f, create=True)
     with pytest.raises(ValueError, match="float32' or 'float16"):
-        FeatureStore(tmp_path / "x", dtype="int8")
+        FeatureStore(tmp_path / "x", dtype="int8", create=True)
 
 
 def test_sigkill_during_writes_leaves_only_complete_entries(tmp_path):
@@ -140,7 +146,7 @@ def test_sigkill_during_writes_leaves_only_complete_entries(tmp_path):
         import numpy as np, sys
         from affectfuse.features.store import FeatureStore
         from affectfuse.types import FeatureSet
-        s = FeatureStore({str(path)!r})
+        s = FeatureStore({str(path)!r}, create=True)
         i = 0
         while True:
             v = np.full((256, 512), i, np.float32)
@@ -155,7 +161,7 @@ def test_sigkill_during_writes_leaves_only_complete_entries(tmp_path):
     time.sleep(0.3)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    store = FeatureStore(path)
+    store = FeatureStore(path, create=True)
     key = feature_key("big", {})
     ids = store.video_ids(key)
     assert len(ids) >= 4
@@ -183,7 +189,7 @@ def test_face_scores_round_trip_and_an_older_store_gains_the_column(tmp_path):
             NULL, NULL, '{}');""")
     con.commit()
     con.close()
-    store = FeatureStore(old)
+    store = FeatureStore(old, create=True)
     assert store.get("v0", "toy-1").values.tolist() == [[1.0]] and store.get("v0", "toy-1").scores is None
     fs = _fs("v1")
     fs.scores = np.linspace(0.5, 1.0, len(fs)).astype(np.float32)

@@ -30,7 +30,7 @@ def _fs(vid: str, t: int = 16, d: int = 8, name: str = "toy", seed: int = 0) -> 
 
 
 def _store_with_entries(path: Path, n: int = 3) -> tuple[FeatureStore, list[FeatureSet]]:
-    store = FeatureStore(path)
+    store = FeatureStore(path, create=True)
     written = [_fs(f"v{i}", seed=i) for i in range(n)]
     for fs in written:
         store.put(fs, source=f"/data/{fs.video_id}.mp4")
@@ -76,7 +76,7 @@ def test_a_full_disk_raises_store_error_and_keeps_earlier_entries(tmp_path):
     written.append(_fs("v3", seed=3))
     store.put(written[-1])
     store.close()
-    _assert_intact(FeatureStore(tmp_path / "features"), written)  # and on disk, for a new process
+    _assert_intact(FeatureStore(tmp_path / "features", create=True), written)  # and on disk, for a new process
 
 
 def test_the_cli_says_it_in_one_line(tmp_path, monkeypatch, capsys):
@@ -115,7 +115,7 @@ def test_a_read_only_database_raises_store_error_on_every_write_and_reads_still_
     store, written = _store_with_entries(tmp_path / "features")
     store.close()
     _read_only_connect(monkeypatch)
-    store = FeatureStore(tmp_path / "features")  # opening an existing store for reading needs no write
+    store = FeatureStore(tmp_path / "features", create=True)  # opening an existing store for reading needs no write
     _assert_intact(store, written)
     key = written[0].key
     writes = {"put": lambda: store.put(_fs("v9")), "put_failure": lambda: store.put_failure("v9", key, "no"),
@@ -134,7 +134,7 @@ def test_a_read_only_database_raises_store_error_on_every_write_and_reads_still_
 def test_a_new_store_where_nothing_can_be_written_is_a_clear_error(tmp_path, monkeypatch):
     (tmp_path / "a_file").write_text("x")
     with pytest.raises(StoreError) as info:
-        FeatureStore(tmp_path / "a_file" / "features")
+        FeatureStore(tmp_path / "a_file" / "features", create=True)
     assert str(info.value) == (f"a part of the path is a file, not a folder while opening the feature store "
                                f"{tmp_path / 'a_file' / 'features'}/ ({tmp_path / 'a_file' / 'features'}: Not a "
                                f"directory): give the path of a folder")
@@ -147,11 +147,11 @@ def test_a_new_store_where_nothing_can_be_written_is_a_clear_error(tmp_path, mon
         with pytest.raises(StoreError, match=r"^the database cannot be opened for writing \(no permission, or the "
                                              r"folder is gone\) while opening the feature store .*: check that the "
                                              r"folder exists and may be written to, then run again$"):
-            FeatureStore(tmp_path / "forbidden")
+            FeatureStore(tmp_path / "forbidden", create=True)
     _read_only_connect(monkeypatch)  # a folder SQLite may not create its database in
     with pytest.raises(StoreError, match=rf"while opening the feature store {tmp_path / 'new'}/ \(sqlite: unable to "
                                          r"open database file\)"):
-        FeatureStore(tmp_path / "new")
+        FeatureStore(tmp_path / "new", create=True)
 
 
 def test_a_bug_is_not_dressed_up_as_a_disk_error(tmp_path):
@@ -176,13 +176,13 @@ _RO_MOUNT = textwrap.dedent("""
     mnt = sys.argv[1]
     fs = FeatureSet(values=np.ones((4, 2), np.float32), times=np.arange(4.0), valid=np.ones(4, bool),
                     extractor="toy", params={}, video_id="v0")
-    store = FeatureStore(mnt + "/features")
+    store = FeatureStore(mnt + "/features", create=True)
     store.put(fs)
     store.close()
     subprocess.run(["mount", "-o", "remount,ro", mnt], check=True)
     for path in (mnt + "/features", mnt + "/new"):
         try:
-            FeatureStore(path).put(fs)
+            FeatureStore(path, create=True).put(fs)
             print("NO ERROR")
         except StoreError as e:
             print(e)

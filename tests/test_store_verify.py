@@ -37,7 +37,7 @@ def _pairs(report, kind: str) -> set:
 @pytest.fixture()
 def damaged(tmp_path):
     """A store with one entry per kind of damage, two healthy entries and the damaged (video, key) per kind."""
-    store = FeatureStore(tmp_path / "s")
+    store = FeatureStore(tmp_path / "s", create=True)
     a = _fs("v0").key
     for i in range(10):
         store.put(_fs(f"v{i}", seed=i), source=f"/data/v{i}.mp4")
@@ -115,7 +115,7 @@ def test_repair_removes_exactly_the_damaged_entries_and_a_second_verify_is_clean
 
 
 def test_other_array_damage_valid_bytes_dtype_and_optional_columns(tmp_path):
-    store = FeatureStore(tmp_path / "s")
+    store = FeatureStore(tmp_path / "s", create=True)
     for i in range(5):
         store.put(_fs(f"v{i}", seed=i))
     key = _fs("v0").key
@@ -138,7 +138,7 @@ def test_other_array_damage_valid_bytes_dtype_and_optional_columns(tmp_path):
 
 
 def test_unsorted_times_of_an_imported_file_are_not_damage(tmp_path):
-    store = FeatureStore(tmp_path / "s")
+    store = FeatureStore(tmp_path / "s", create=True)
     fs = _fs("v0", meta={})
     fs.times[3] = 0.0
     store.put(fs, warnings=["times are not sorted"], identity={"name": "toy", "imported": True, "dim": 8})
@@ -155,7 +155,7 @@ def videos(tmp_path_factory):
 
 
 def test_old_entries_are_checked_against_their_source(videos, tmp_path):
-    store = FeatureStore(tmp_path / "s")
+    store = FeatureStore(tmp_path / "s", create=True)
     store.put(_fs("rot", meta={"note": 1}), source=videos / "rotated.mp4")
     store.put(_fs("up", meta={"note": 2}), source=videos / "upright.mp4")
     store.put(_fs("gone", meta={}), source=tmp_path / "moved_away.mp4")
@@ -180,7 +180,7 @@ def test_old_entries_are_checked_against_their_source(videos, tmp_path):
 
 
 def test_no_sources_skips_the_staleness_check(videos, tmp_path):
-    store = FeatureStore(tmp_path / "s")
+    store = FeatureStore(tmp_path / "s", create=True)
     store.put(_fs("rot", meta={}), source=videos / "rotated.mp4")
     rep = verify_store(store, check_sources=False, repair=True)
     assert rep.clean and not rep.stamped and store.meta("rot", _fs("x").key) == {}
@@ -218,7 +218,7 @@ def test_a_file_that_is_not_a_database_is_an_error_not_a_crash(tmp_path, capsys)
 
 
 def test_damaged_pages_are_reported_as_database_damage_and_nothing_is_deleted(tmp_path):
-    store = FeatureStore(tmp_path / "s")
+    store = FeatureStore(tmp_path / "s", create=True)
     for i in range(30):
         store.put(_fs(f"v{i}", seed=i, t=200))
     store._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")

@@ -58,7 +58,7 @@ def va_run(tmp_path_factory):
     keys = make_frame_dataset(d / "store", d / "labels.csv", n=8, frames=40)
     cfg = TrainConfig(task="va", model="jmt_small", modalities=MODS, epochs=1, batch_size=4, seq_len=20, loss="ccc")
     train(d / "labels.csv", d / "store", cfg, d / "run", **QUIET)
-    st = FeatureStore(d / "store")
+    st = FeatureStore(d / "store", create=True)
     for v in st.video_ids(keys["visual"]):  # as `affectfuse extract` records it: the probed frame count
         st.update_meta(v, keys["visual"], {**(st.meta(v, keys["visual"]) or {}), "video": {"n_frames": 40}})
     st.close()

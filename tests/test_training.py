@@ -53,7 +53,7 @@ def test_standardizer_is_fitted_on_train_only(data, tmp_path):
     run = tmp_path / "run"
     train(data / "labels.csv", data / "store", _cfg(epochs=1), run, progress=False, log=lambda *_: None)
     std = json.loads((run / "standardizer.json").read_text())["modalities"]["visual"]
-    store = FeatureStore(data / "store")
+    store = FeatureStore(data / "store", create=True)
     labels = pd.read_csv(data / "labels.csv")
     key = store.keys_for("generated_visual")[0]
     rows = [store.get(v, key) for v in labels.loc[labels["split"] == "train", "id"]]
@@ -222,7 +222,7 @@ def test_frame_level_va_with_ccc_and_smoothing(tmp_path):
     from affectfuse.inference.run import predict_dataset
 
     run = load_run(tmp_path / "run")
-    ds = FeatureDataset(FeatureStore(tmp_path / "store"), load_labels(tmp_path / "labels.csv", "va"), "dev",
+    ds = FeatureDataset(FeatureStore(tmp_path / "store", create=True), load_labels(tmp_path / "labels.csv", "va"), "dev",
                         {m: f["key"] for m, f in run.features.items()}, seq_len=30, standardizer=run.standardizer)
     raw = predict_dataset(run.model, ds)
     vid = one["video_id"].iloc[0]

@@ -23,7 +23,7 @@ def test_expand_sets_and_overrides():
 
 def test_viper_offline_features_train_viper(tmp_path):
     labels = make_video_dataset(tmp_path / "gen", n=10, seconds=1.2, fps=10)
-    store = FeatureStore(tmp_path / "store")
+    store = FeatureStore(tmp_path / "store", create=True)
     rep = extract([tmp_path / "gen" / "videos"], store, ExtractConfig(extractors=("viper-offline",), frames=8, workers=0),
                   progress=False)
     assert rep.failed == []

@@ -48,7 +48,7 @@ def _import_conf(p: argparse.ArgumentParser) -> None:
 
 
 def _import_run(args: argparse.Namespace) -> int:
-    store = FeatureStore(args.out, dtype="float16" if args.float16 else "float32")
+    store = FeatureStore(args.out, create=True, dtype="float16" if args.float16 else "float32")
     tcol = None if str(args.time_column).lower() == "none" else args.time_column
     from affectfuse.features.importers import import_features
 

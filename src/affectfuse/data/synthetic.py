@@ -37,7 +37,7 @@ def make_feature_dataset(store: str | Path | FeatureStore, labels_csv: str | Pat
         modality → store key.
     """
     dims = dims or {"visual": 24, "audio": 16}
-    st = store if isinstance(store, FeatureStore) else FeatureStore(store)
+    st = store if isinstance(store, FeatureStore) else FeatureStore(store, create=True)
     rng = np.random.default_rng(seed)
     k = len(targets)
     keys: dict[str, str] = {}
@@ -131,7 +131,7 @@ def make_frame_dataset(store: str | Path | FeatureStore, labels_csv: str | Path,
         modality → store key.
     """
     dims = dims or {"visual": 8, "audio": 6}
-    st = store if isinstance(store, FeatureStore) else FeatureStore(store)
+    st = store if isinstance(store, FeatureStore) else FeatureStore(store, create=True)
     rng = np.random.default_rng(seed)
     keys: dict[str, str] = {}
     lines = ["id,split,frame,valence,arousal"]
@@ -237,7 +237,7 @@ def make_event_dataset(store: str | Path | FeatureStore, labels_csv: str | Path,
                              f"{latent + 2} (marker, signal, one distractor)")
     if not 1 <= event_len <= rows // 2:
         raise ValueError(f"make_event_dataset: event_len must be in [1, rows // 2 = {rows // 2}], got {event_len}")
-    st = store if isinstance(store, FeatureStore) else FeatureStore(store)
+    st = store if isinstance(store, FeatureStore) else FeatureStore(store, create=True)
     rng = np.random.default_rng(seed)
     w = rng.normal(0, 1, (len(targets), latent))
     w /= np.abs(w).sum(1, keepdims=True)  # rows of L1 norm 1: |W z| <= 1

@@ -101,7 +101,7 @@ def extract(
     items = list(inputs)
     pairs = items if items and isinstance(items[0], tuple) else list_inputs(items)  # type: ignore[arg-type]
     if not isinstance(store, FeatureStore):
-        store = FeatureStore(store, dtype="float16" if cfg.float16 else "float32")
+        store = FeatureStore(store, create=True, dtype="float16" if cfg.float16 else "float32")
     streams = make_streams(cfg, extractors)
     report = ExtractReport()
     writer = Writer(streams, store, cfg, report)

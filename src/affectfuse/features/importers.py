@@ -39,7 +39,7 @@ The key is ``feature_key(f"imported_{name or modality}", params)`` with ``params
 (not its path, so a moved folder keeps its key), D and the import options; the store identity records the
 absolute path. Example::
 
-    >>> rep = import_features("c2_muse_reaction/feats/FAU", modality="fau", store=FeatureStore("feats/"),
+    >>> rep = import_features("c2_muse_reaction/feats/FAU", modality="fau", store=FeatureStore("feats/", create=True),
     ...                       meta_columns=2)
     >>> rep.key, rep.dim, len(rep.imported), rep.failed
 """
@@ -288,7 +288,7 @@ def import_features(src: str | Path, *, modality: str, store: FeatureStore | str
     folder = Path(src).resolve()
     if not folder.is_dir():
         raise FileNotFoundError(f"{src}: not a folder of per-video .npy / .csv feature files")
-    st = store if isinstance(store, FeatureStore) else FeatureStore(store)
+    st = store if isinstance(store, FeatureStore) else FeatureStore(store, create=True)
     files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
     feats = [p for p in files if p.suffix.lower() in _EXTS]
     if not feats:

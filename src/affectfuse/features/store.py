@@ -164,10 +164,12 @@ class FeatureStore:
     """Keyed, atomic storage of :class:`~affectfuse.types.FeatureSet` objects.
 
     Args:
-        path: the store folder (created if missing, unless ``create=False``).
+        path: the store folder; an existing store unless ``create=True``.
         dtype: ``"float32"`` or ``"float16"``; values are stored in this type (float16 halves the size;
             values come back as stored).
-        create: create the folder and database when missing (False: raise FileNotFoundError).
+        create: create the folder and database when missing (what writers ask for: ``extract``,
+            ``import-features``); False (the default) refuses a folder that holds no store, so a misspelt path
+            is an error, not a new empty store.
 
     The connection is opened lazily per process, so a store object can be handed to DataLoader workers.
 
@@ -179,17 +181,19 @@ class FeatureStore:
 
     FILENAME = "features.sqlite"
 
-    def __init__(self, path: str | Path, *, dtype: str = "float32", create: bool = True) -> None:
+    def __init__(self, path: str | Path, *, dtype: str = "float32", create: bool = False) -> None:
         if dtype not in ("float32", "float16"):
             raise ValueError(f"FeatureStore dtype must be 'float32' or 'float16', got {dtype!r}")
         self.path = Path(path)
         self.dtype = dtype
         db = self.path / self.FILENAME
         if not db.exists():
-            if not create:
-                raise FileNotFoundError(f"{self.path}: no feature store here (missing {self.FILENAME})")
             if self.path.exists() and not self.path.is_dir():
                 raise NotADirectoryError(f"{self.path}: a feature store is a folder, this is a file")
+            if not create:
+                raise FileNotFoundError(f"{self.path}: no feature store here (missing {self.FILENAME}); check the "
+                                        f"path, or make one with `affectfuse extract ... --out {self.path}` "
+                                        f"(FeatureStore(path, create=True))")
         self._conn_pid: int | None = None
         self._conn_obj: sqlite3.Connection | None = None
         try:

@@ -272,7 +272,7 @@ def predict_offline(videos: Iterable[str | Path] | str | Path, *, fps: float = 5
     pairs, failures = _gather_inputs(videos)
     frames, rows = [], []
     with tempfile.TemporaryDirectory(prefix="affectfuse-predict-") as tmp:
-        store = FeatureStore(features if features is not None else tmp)
+        store = FeatureStore(features if features is not None else tmp, create=True)
         try:
             rep = extract(pairs, store, cfg, progress=progress) if pairs else None
             key = rep.keys["faceapi_expression"] if rep else ""

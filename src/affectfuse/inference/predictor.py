@@ -118,7 +118,7 @@ def predict_videos(videos: Iterable[str | Path], run: str | Path | Run, out_csv:
     if features is None:
         tmp = tempfile.TemporaryDirectory(prefix="affectfuse-predict-")
         features = tmp.name
-    store = FeatureStore(features)
+    store = FeatureStore(features, create=True)
     report = ExtractReport()
     try:
         for cfg, keys in extraction_plan(run):
