@@ -215,8 +215,18 @@ def test_list_inputs_csv_txt_and_duplicate_ids(tmp_path):
     (tmp_path / "d2").mkdir()
     write_video(tmp_path / "d1" / "x.mp4", duration=0.2)
     write_video(tmp_path / "d2" / "x.mp4", duration=0.2)
-    with pytest.raises(ValueError, match="video id 'x' is used by two inputs"):
-        list_inputs([tmp_path / "d1" / "x.mp4", tmp_path / "d2" / "x.mp4"])
+    # the same name in two folders, or two containers of one stem: distinct ids, the run goes on
+    assert [v for v, _ in list_inputs([tmp_path / "d1" / "x.mp4", tmp_path / "d2" / "x.mp4"])] == ["d1/x.mp4",
+                                                                                                    "d2/x.mp4"]
+    write_video(tmp_path / "d1" / "x.avi", duration=0.2)
+    (tmp_path / "d1" / "x.jpg").write_bytes(b"")
+    assert [v for v, _ in list_inputs([tmp_path / "d1"])] == ["x.avi", "x.mp4"]  # images only when asked
+    assert [v for v, _ in list_inputs([tmp_path / "d1"], images=True)] == ["x.avi", "x.jpg", "x.mp4"]
+    assert list_inputs([tmp_path / "d1" / "x.mp4", tmp_path / "d1" / "x.mp4"]) == [("x", tmp_path / "d1" / "x.mp4")]
+    dup = tmp_path / "dup.csv"
+    dup.write_text("path,video_id\nd1/x.mp4,same\nd2/x.mp4,same\n")
+    with pytest.raises(ValueError, match="video id 'same' is used by two inputs"):  # explicit ids stay the user's
+        list_inputs([dup])
     csv = tmp_path / "list.csv"
     csv.write_text("path,video_id\nd1/x.mp4,first\nd2/x.mp4,second\n")
     assert [v for v, _ in list_inputs([csv])] == ["first", "second"]

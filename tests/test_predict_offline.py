@@ -347,3 +347,27 @@ def test_the_public_api_matches_the_command_line():
 
     for name in ("extract", "train", "evaluate", "predict", "load_run", "FeatureStore", "ExtractConfig", "TrainConfig"):
         assert name in af.__all__ and callable(getattr(af, name))
+
+
+def test_cli_predicts_a_folder_of_photos_and_videos_and_lists_failures_in_the_report(media, tmp_path, capsys):
+    """A folder's images are scored; one stem in two containers gives two ids; a bad file is in the HTML too."""
+    import shutil
+
+    from affectfuse.cli import main
+
+    paths, _ = media
+    d = tmp_path / "in"
+    d.mkdir()
+    shutil.copy(asset_path("pyfeat-media", "0-f15-hao-ph.jpg"), d / "happy.jpg")
+    shutil.copy(asset_path("pyfeat-media", "0-f1-su-ph.jpg"), d / "surprise.png.jpg")
+    shutil.copy(paths["no_face"], d / "happy.mp4")
+    shutil.copy(paths["corrupt"], d / "broken.mp4")
+    rc = main(["predict", str(d), "--out", str(tmp_path / "p.csv"), "--report", str(tmp_path / "rep"), "--quiet"])
+    assert rc == 1  # one input failed
+    summ = pd.read_csv(tmp_path / "p.summary.csv", keep_default_na=False).set_index("video_id")
+    assert set(summ.index) == {"happy.jpg", "happy.mp4", "surprise.png"}
+    assert summ.loc["happy.jpg", "dominant"] == "Happiness" and summ.loc["happy.jpg", "frames_scored"] == 1
+    assert summ.loc["surprise.png", "dominant"] == "Surprise" and summ.loc["happy.mp4", "face_frames"] == 0
+    html = (tmp_path / "rep" / "index.html").read_text()
+    assert "Inputs that failed (1)" in html and "broken" in html and str(d / "broken.mp4") in html
+    assert "1 input(s) failed" in html

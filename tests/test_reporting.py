@@ -374,3 +374,25 @@ def test_report_lists_the_settings_that_are_not_the_defaults(tmp_path):
     assert rows[("model jmt_small", "dropout")][0] == "0.1"
     text = (Path(report(tmp_path / "run")[-1])).read_text()
     assert "Settings that are not the defaults" in text and "subclips" in text and "smoothing_mode" in text
+
+
+def test_metrics_of_tiny_splits_are_flagged_with_their_chance_spread():
+    from affectfuse.reporting.run_report import few_samples
+
+    metrics = {"dev": {"mean_pearson": 0.4}, "test": {"mean_pearson": 0.3}, "train": {"mean_pearson": 0.9}}
+    lines = few_samples(metrics, {"train": 400, "dev": 12, "test": 3})
+    assert len(lines) == 2 and lines[0].startswith("dev: 12 video(s)") and lines[1].startswith("test: 3 video(s)")
+    assert "within ±0.57 by chance" in lines[0]  # tanh(1.96 / sqrt(12 - 3)) = 0.574
+    assert "too few for any correlation" in lines[1]
+    assert few_samples(metrics, {"dev": 30, "test": None}) == []
+
+
+def test_wide_tables_scroll_inside_the_page_and_long_text_wraps():
+    from affectfuse.reporting.html import Page
+
+    page = Page("t")
+    page.table(["a", "b"], [["x" * 80, 1.5]])
+    html = page.render()
+    assert '<div class="scroll"><table>' in html and "</table></div>" in html
+    assert '<td class="text">' + "x" * 80 + "</td>" in html and "<td>1.5000</td>" in html
+    assert ".scroll{max-width:100%;overflow-x:auto}" in html and "Noto Sans CJK" in html

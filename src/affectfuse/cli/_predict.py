@@ -71,6 +71,7 @@ def _predict_run(args) -> int:
     if offline and args.report:
         res.written.append(prediction_report(res.prediction.to_frame(res.prediction.FRAME_TABLE), Path(args.report),
                                              summary=res.summary, value_columns=list(res.prediction.names),
+                                             failures=res.failures,
                                              title="affectfuse predict: facial expressions (offline default)"))
     if offline and len(res.summary):
         print(format_summary(res.summary))

@@ -239,7 +239,7 @@ def _gather_inputs(videos: Iterable[str | Path] | str | Path) -> tuple[list[tupl
     videos = [videos] if isinstance(videos, (str, Path)) else list(videos)
     failures = [Failure(Path(v).stem, str(v), f"{v}: no such file or folder (expected a video file, a folder "
                         "of videos or a CSV / .txt list)") for v in videos if not Path(v).exists()]
-    return list_inputs([v for v in videos if Path(v).exists()]), failures
+    return list_inputs([v for v in videos if Path(v).exists()], images=True), failures
 
 
 def predict_offline(videos: Iterable[str | Path] | str | Path, *, fps: float = 5.0, window: int = 64,

@@ -106,7 +106,7 @@ def predict_videos(videos: Iterable[str | Path], run: str | Path | Run, out_csv:
         are listed in the report and have no rows.
     """
     run = use_backend(run, backend) if isinstance(run, Run) else load_run(run, backend=backend)
-    pairs = list_inputs(list(videos))
+    pairs = list_inputs(list(videos), images=True)
     if run.is_raw:  # end-to-end model: frames and audio decoded per clip, no feature extraction
         ds = run.dataset(None, None, videos=dict(pairs), video_ids=[v for v, _ in pairs])
         report = ExtractReport()
@@ -241,7 +241,7 @@ def predict(videos: Iterable[str | Path] | str | Path, run: str | Path | Run | N
         raise ValueError(f"{', '.join(sorted(offline) + (['json'] if json else []))} apply to the offline default "
                          "(predict without a run)")
     videos = [videos] if isinstance(videos, (str, Path)) else list(videos)
-    paths = dict(list_inputs(videos))
+    paths = dict(list_inputs(videos, images=True))
     runs = [run] if isinstance(run, Run) else select_runs(run, seed)
     if len(runs) == 1:
         pred, report = predict_videos(videos, runs[0], out, features=features, workers=workers, progress=progress,

@@ -14,11 +14,15 @@ from affectfuse._paths import safe_name
 __all__ = ["Page", "fmt", "safe_name"]
 
 CSS = """
-body{font-family:-apple-system,"Segoe UI",Helvetica,Arial,sans-serif;margin:24px auto;max-width:1200px;
-     padding:0 16px;color:#222;line-height:1.45}
+body{font-family:-apple-system,"Segoe UI","Noto Sans",Helvetica,Arial,"Noto Sans CJK SC","Noto Sans CJK JP",
+     "Hiragino Sans","PingFang SC","Microsoft YaHei","Malgun Gothic","Noto Sans Arabic","Noto Sans Devanagari",
+     sans-serif;margin:24px auto;max-width:1200px;padding:0 16px;color:#222;line-height:1.45;overflow-wrap:anywhere}
+.scroll{max-width:100%;overflow-x:auto}
 h1{font-size:1.6em;border-bottom:2px solid #ddd;padding-bottom:6px}
 h2{font-size:1.25em;margin-top:1.8em;border-bottom:1px solid #eee;padding-bottom:4px}
 table{border-collapse:collapse;margin:8px 0 16px 0;font-size:0.92em}
+td{overflow-wrap:normal;word-break:normal}
+td.text{text-align:left;max-width:40em;overflow-wrap:anywhere}
 th,td{border:1px solid #ccc;padding:3px 9px;text-align:right}
 th{background:#f3f3f3}
 td:first-child,th:first-child{text-align:left}
@@ -57,14 +61,14 @@ class Page:
         self.parts.append(f'<p><a href="{html.escape(href)}">{html.escape(text)}</a></p>')
 
     def table(self, header: Sequence[Any] | None, rows: Sequence[Sequence[Any]], caption: str | None = None) -> None:
-        out = ["<table>"]
+        out = ['<div class="scroll"><table>']  # a wide table scrolls inside the page, never widens it
         if caption:
             out.append(f"<caption>{html.escape(caption)}</caption>")
         if header is not None:
             out.append("<tr>" + "".join(f"<th>{html.escape(str(h))}</th>" for h in header) + "</tr>")
         for r in rows:
-            out.append("<tr>" + "".join(f"<td>{html.escape(fmt(v))}</td>" for v in r) + "</tr>")
-        out.append("</table>")
+            out.append("<tr>" + "".join(_cell(v) for v in r) + "</tr>")
+        out.append("</table></div>")
         self.parts.append("".join(out))
 
     def img(self, src: str, caption: str) -> None:
@@ -80,6 +84,13 @@ class Page:
     def write(self, path: Path) -> Path:
         path.write_text(self.render(), encoding="utf-8")
         return path
+
+
+def _cell(v: Any) -> str:
+    """A ``<td>``: long free text (paths, messages) left-aligned and wrapped, the rest as :func:`fmt` writes it."""
+    text = fmt(v)
+    cls = ' class="text"' if isinstance(v, str) and len(v) > 24 else ""
+    return f"<td{cls}>{html.escape(text)}</td>"
 
 
 def fmt(v: Any) -> str:

@@ -34,9 +34,31 @@ __all__ = [
     "plot_confusion",
     "plot_f1_bars",
     "plot_timeline",
+    "use_script_fonts",
 ]
 
 _DPI = 110
+
+#: fonts with other scripts (CJK, Arabic, Devanagari ...) that titles fall back to, glyph by glyph, after
+#: DejaVu Sans, where they are installed (video ids and class names are free text)
+SCRIPT_FONTS = ("Noto Sans CJK JP", "Noto Sans CJK SC", "Noto Sans CJK KR", "Source Han Sans", "WenQuanYi Zen Hei",
+                "IPAexGothic", "IPAGothic", "Hiragino Sans", "PingFang SC", "Microsoft YaHei", "Malgun Gothic",
+                "Noto Sans Arabic", "Noto Sans Hebrew", "Noto Sans Devanagari", "Noto Sans Thai", "Noto Sans")
+
+
+def use_script_fonts() -> list[str]:
+    """Add the installed :data:`SCRIPT_FONTS` to matplotlib's sans-serif list after its first font, so that a
+    title in another script is drawn instead of boxes (matplotlib falls back glyph by glyph along that list);
+    returns the fonts added. Only installed fonts are named (a missing one would log a warning per figure)."""
+    import matplotlib
+    from matplotlib import font_manager
+
+    have = {f.name for f in font_manager.fontManager.ttflist}
+    current = list(matplotlib.rcParams["font.sans-serif"])
+    add = [f for f in SCRIPT_FONTS if f in have and f not in current]
+    if add:
+        matplotlib.rcParams["font.sans-serif"] = current[:1] + add + current[1:]
+    return add
 
 
 # -- numbers --------------------------------------------------------------------------------------

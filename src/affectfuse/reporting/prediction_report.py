@@ -4,7 +4,7 @@ stretches shaded, and per-video means."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -41,7 +41,8 @@ def _as_bool(col: pd.Series) -> np.ndarray:
 
 
 def prediction_report(frames: pd.DataFrame, out_dir, *, summary: pd.DataFrame | None = None,
-                      title: str = "affectfuse predictions", value_columns: list[str] | None = None) -> Path:
+                      title: str = "affectfuse predictions", value_columns: list[str] | None = None,
+                      failures: Sequence[Any] = ()) -> Path:
     """An HTML report of predictions on new videos: one timeline per video and tables.
 
     Args:
@@ -50,6 +51,8 @@ def prediction_report(frames: pd.DataFrame, out_dir, *, summary: pd.DataFrame | 
         out_dir: report folder (made when missing).
         summary: optional per-clip table, shown as it is.
         title: page title.
+        failures: inputs that could not be scored (objects with ``video_id``, ``path``, ``message``, such as
+            :class:`~affectfuse.inference.offline.Failure`), listed first so that none goes unnoticed.
         value_columns: the score columns; default every numeric column except time / frame / face / valid, face
             detection columns (``face_*``, e.g. ``face_score``) and box coordinates (``box*``, ``bbox*``, ``x0``..
             ``y1``, ``left``.. ``height``).
@@ -66,6 +69,7 @@ def prediction_report(frames: pd.DataFrame, out_dir, *, summary: pd.DataFrame | 
         raise ValueError(f"prediction_report: frames needs a video_id column; got {list(frames.columns)}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    plots.use_script_fonts()  # ids in any script: drawn where a font for it is installed
     cols = list(value_columns) if value_columns is not None else _default_value_columns(frames)
     missing = [c for c in cols if c not in frames.columns]
     if missing:
@@ -75,7 +79,13 @@ def prediction_report(frames: pd.DataFrame, out_dir, *, summary: pd.DataFrame | 
     has_face = "face" in frames.columns
     has_time = "time" in frames.columns
     vids = list(pd.unique(frames["video_id"].astype(str)))
-    page.p(f"{len(vids)} video(s), {len(frames)} rows, scores: {', '.join(map(str, cols)) or 'none'}.", "muted")
+    page.p(f"{len(vids)} video(s), {len(frames)} rows, scores: {', '.join(map(str, cols)) or 'none'}"
+           + (f"; {len(failures)} input(s) failed" if failures else "") + ".", "muted")
+    if failures:
+        page.h2(f"Inputs that failed ({len(failures)})")
+        page.note("these inputs have no scores below; the message says what was wrong with each file")
+        page.table(["input", "file", "what was wrong"],
+                   [[f.video_id, getattr(f, "path", ""), f.message] for f in failures])
     if not has_time:
         page.note("no time column: rows are plotted in their order (x = row number)")
     if not cols:

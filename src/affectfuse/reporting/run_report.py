@@ -23,10 +23,10 @@ without labels — is skipped with a note on the page, never an exception. A mul
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Sequence
-
 import json
+import math
+from pathlib import Path
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -286,6 +286,25 @@ def settings_rows(rd: RunData) -> list[list[str]]:
     return rows
 
 
+#: fewer videos than this in a split and its metrics are flagged as resting on very few samples
+FEW_SAMPLES = 30
+
+
+def few_samples(metrics: dict[str, Any], sizes: dict[str, int | None]) -> list[str]:
+    """A warning per scored split with fewer than :data:`FEW_SAMPLES` videos, with the spread a correlation has
+    there by chance: the 95 % interval of Pearson's r around 0 over n independent samples, ``tanh(1.96 /
+    sqrt(n - 3))`` (Fisher's z). Frames of one video are not independent, so videos are counted."""
+    out = []
+    for split in metrics:
+        n = sizes.get(split)
+        if not isinstance(metrics.get(split), dict) or not isinstance(n, int) or n >= FEW_SAMPLES:
+            continue
+        spread = f"a correlation of 0 reads as anything within ±{math.tanh(1.96 / math.sqrt(n - 3)):.2f} by chance" \
+            if n > 3 else "too few for any correlation to mean much"
+        out.append(f"{split}: {n} video(s) — its metrics rest on very few samples ({spread})")
+    return out
+
+
 def _guarded(notes: list[str], what: str, fn, *args) -> None:
     """Run one section of a report; a failure on odd input becomes a note instead of losing the whole report."""
     try:
@@ -314,6 +333,7 @@ def report(run_dir: str | Path, out: str | Path | None = None) -> list[Path]:
         return _seed_report(run, out)
     rd = read_run(run)
     out.mkdir(parents=True, exist_ok=True)
+    plots.use_script_fonts()
     task = rd.task
     page = Page(f"affectfuse run: {run.resolve().name}")
     notes = list(rd.notes)
@@ -345,6 +365,8 @@ def report(run_dir: str | Path, out: str | Path | None = None) -> list[Path]:
     page.h2("Metrics")
     if rd.metrics:
         _metric_table(page, rd.metrics, task.metrics if task is not None else ())
+        for line in few_samples(rd.metrics, {"train": rd.data.get("train_videos"), **(rd.data.get("splits") or {})}):
+            page.note(line)
     else:
         page.note("no metrics (metrics.json missing or empty)")
 
