@@ -201,7 +201,7 @@ def test_cli_extract_exit_codes_summary_and_run_record(tmp_path, face_img, capsy
                "--extractors", f"{FACE},{AUDIO}", "--frames", "8", "--workers", "0", "--quiet"])
     text = capsys.readouterr().out
     assert rc == 1
-    assert "broken" in text and "skipped 2" in text
+    assert "broken" in text and "2 already stored (1 video(s) with nothing new); 1 video(s) failed" in text
     rc = main(["extract", str(tmp_path / "nothing.mp4"), "--out", str(out)])
     assert rc == 2
     assert main(["store", str(out)]) == 0
@@ -327,3 +327,29 @@ def test_a_worker_killed_mid_file_fails_that_file_only(tmp_path, face_img):
     assert list(failed) == ["long"] and "died" in failed["long"] and str(d / "long.mp4") in failed["long"]
     assert [v for v, _ in rep.done] == ["short"]
     assert FeatureStore(tmp_path / "s", create=True).status("long", rep.keys[FACE]) == "failed"
+
+
+def test_report_summary_counts_videos_and_says_each_warning_once():
+    from affectfuse.extraction import ExtractReport
+
+    rep = ExtractReport(done=[("a", "k1"), ("a", "k2"), ("b", "k1")], skipped=[("c", "k1"), ("c", "k2")],
+                        failed=[("d", "k1", "d.mp4: corrupt"), ("d", "k2", "d.mp4: corrupt"), ("e", "k1", "e: x")],
+                        warnings=[("a", "[fa] truncated"), ("b", "[fa] truncated"), ("a", "[fa] truncated"),
+                                  ("b", "[fb] odd")], seconds=41.2)
+    lines = rep.text().splitlines()
+    assert lines[0] == ("extracted 3 feature set(s) for 2 video(s) in 41.2 s; 2 already stored (1 video(s) with "
+                        "nothing new); 2 video(s) failed (3 feature set(s))")
+    assert "warnings (2 distinct):" in lines and "  a, b: [fa] truncated" in lines and "  b: [fb] odd" in lines
+    i = lines.index("failures (2 video(s)):")
+    assert lines[i + 1:] == ["  d [k1, k2]: d.mp4: corrupt", "  e [k1]: e: x"]  # one line per video and message
+
+
+def test_notes_on_faces_and_pictures_are_not_said_of_audio_extractors():
+    from affectfuse.extraction.write import concerns
+
+    assert concerns("faces: mediapipe found no face in 3 of 8 frames", "face")
+    assert not concerns("faces: mediapipe found no face in 3 of 8 frames", "audio_fragment")
+    assert not concerns("no face found in any sampled frame", "frame")
+    assert not concerns("downscaled from 1920x1080 to 640x360 (max_side=640)", "audio_fragment")
+    assert concerns("downscaled from 1920x1080 to 640x360 (max_side=640)", "frame")
+    assert concerns("truncated: declares 10.00 s, frames end at 4.00 s", "audio_fragment")

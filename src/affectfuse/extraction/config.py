@@ -190,25 +190,34 @@ class ExtractReport:
         return sorted({v for v, _, _ in self.failed})
 
     def text(self) -> str:
-        vids_done = {v for v, _ in self.done}
-        lines = [
-            f"extracted {len(self.done)} feature sets for {len(vids_done)} videos in {self.seconds:.1f} s; "
-            f"skipped {len(self.skipped)} already done; {len(self.failed)} failed"
-            + (" (interrupted: run again to resume)" if self.interrupted else ""),
-        ]
-        for name, key in self.keys.items():
-            lines.append(f"  {name:24s} -> key {key}")
-        if self.warnings:
-            lines.append(f"warnings ({len(self.warnings)}):")
-            lines += [f"  {v}: {m}" for v, m in self.warnings[:50]]
+        """The summary: counts of feature sets and of videos (done, skipped, failed), the keys, each warning once
+        with the videos it was said of, and each failure once per video with the extractors it stopped."""
+        vids_done, vids_failed = {v for v, _ in self.done}, {v for v, _, _ in self.failed}
+        vids_skipped = {v for v, _ in self.skipped} - vids_done - vids_failed
+        head = (f"extracted {len(self.done)} feature set(s) for {len(vids_done)} video(s) in {self.seconds:.1f} s; "
+                f"{len(self.skipped)} already stored" + (f" ({len(vids_skipped)} video(s) with nothing new)"
+                                                          if vids_skipped else "")
+                + f"; {len(vids_failed)} video(s) failed" + (f" ({len(self.failed)} feature set(s))" if self.failed
+                                                               else "")
+                + (" (interrupted: run again to resume)" if self.interrupted else ""))
+        lines = [head] + [f"  {name:24s} -> key {key}" for name, key in self.keys.items()]
+        said: dict[str, list[str]] = {}  # message -> videos, in order
+        for v, m in self.warnings:
+            if v not in said.setdefault(m, []):
+                said[m].append(v)
+        if said:
+            lines.append(f"warnings ({len(said)} distinct):")
+            for m, vids in list(said.items())[:50]:
+                more = f" (+{len(vids) - 3} more)" if len(vids) > 3 else ""
+                lines.append(f"  {', '.join(vids[:3])}{more}: {m}" if len(vids) > 1 else f"  {vids[0]}: {m}")
+            if len(said) > 50:
+                lines.append(f"  ... and {len(said) - 50} more distinct warnings (affectfuse store STORE)")
         if self.failed:
-            lines.append(f"failures ({len(self.failed)}):")
-            seen = set()
+            by: dict[tuple[str, str], list[str]] = {}
             for v, k, m in self.failed:
-                if (v, m) in seen:
-                    continue
-                seen.add((v, m))
-                lines.append(f"  {v} [{k}]: {m}")
+                by.setdefault((v, m), []).append(k)
+            lines.append(f"failures ({len(vids_failed)} video(s)):")
+            lines += [f"  {v} [{', '.join(dict.fromkeys(ks))}]: {m}" for (v, m), ks in by.items()]
         return "\n".join(lines)
 
 

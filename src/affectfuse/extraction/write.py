@@ -240,7 +240,8 @@ class Writer:
             values = np.concatenate([r[0] for r in rows])
             valid = np.concatenate([r[1] for r in rows])
             missing = next((r[2] for r in rows if r[2]), None)
-            warns = list(notes) + ([missing] if missing else [] if valid.any() else [f"{s.name}: no valid row"])
+            warns = [n for n in notes if concerns(n, s.kind)] + (
+                [missing] if missing else [] if valid.any() else [f"{s.name}: no valid row"])
             face = s.kind in ("face", "clip")
             fs = FeatureSet(values=values, times=times, valid=valid, extractor=s.name, params=s.params,
                             video_id=video_id, boxes=boxes if face else None, indices=indices,
@@ -255,6 +256,23 @@ class Writer:
     def _finished(self, video_id: str) -> None:
         if self.on_video is not None:
             self.on_video(video_id)
+
+
+#: notes about the pictures (faces, decoded frames, scaling): not said of an extractor that reads only audio
+_FACE_NOTES = ("faces:", "no face found")
+_PICTURE_NOTES = ("downscaled", "decoder:")
+_PICTURE_WORDS = ("flagged corrupt by the decoder", "frames could not be decoded")
+
+
+def concerns(note: str, kind: str) -> bool:
+    """Whether a video's note concerns an extractor of input kind ``kind`` (``face``, ``clip``, ``frame``,
+    ``audio_fragment``, ...): face notes only face and clip extractors, notes on the decoded pictures every
+    extractor that reads them, the rest (truncation, streams ending early, repeated rows) every extractor."""
+    if note.startswith(_FACE_NOTES):
+        return kind in ("face", "clip")
+    if note.startswith(_PICTURE_NOTES) or any(w in note for w in _PICTURE_WORDS):
+        return not kind.startswith("audio")
+    return True
 
 
 def _light(p: Prepared) -> Prepared:

@@ -124,8 +124,12 @@ def predict_videos(videos: Iterable[str | Path], run: str | Path | Run, out_csv:
         for cfg, keys in extraction_plan(run):
             rep = extract(pairs, store, cfg, workers=workers, progress=progress)
             report.done += rep.done
+            report.skipped += rep.skipped
             report.failed += rep.failed
             report.warnings += rep.warnings
+            report.keys.update(rep.keys)
+            report.seconds += rep.seconds
+            report.interrupted |= rep.interrupted
             for modality, key in keys.items():
                 name = run.features[modality]["identity"]["name"]
                 if rep.keys.get(name) != key:
