@@ -12,9 +12,14 @@ from affectfuse.engines import InlineEngine, Job, ProcessEngine, create_engine
 
 # prepare functions must be importable by spawned workers: they live in a module written to a folder on sys.path
 _MODULE = '''
-import os, time
+import os, threading, time
 def parts(job):
-    """Three parts per job; 'crash' kills the worker, 'boom' raises, 'slow' sleeps first."""
+    """Three parts per job; 'crash' kills the worker, 'boom' raises, 'slow' sleeps first, 'torn' dies while
+    it streams 4 MiB parts (so, almost surely, in the middle of sending one)."""
+    if job.video_id.startswith("torn"):
+        threading.Timer(0.5, lambda: os._exit(9)).start()
+        for k in range(100000):
+            yield (job.video_id, k, b"x" * (4 << 20))
     if job.video_id == "crash":
         os._exit(7)
     if job.video_id == "boom":
@@ -79,12 +84,25 @@ def test_a_dying_worker_is_replaced_and_its_file_recorded(prep):
     assert ran_in and os.getpid() not in ran_in, "the caller's process never prepares a job"
 
 
+def test_a_worker_killed_in_the_middle_of_a_message_loses_only_its_file(prep):
+    """A worker dying while its part is half sent (SIGKILL, the OOM killer) must not stall the run: with one
+    queue shared by all workers it left the queue's lock held and the caller waited forever."""
+    t0 = time.time()
+    parts, ends = _collect(ProcessEngine(1), prep, _jobs("torn1", "a", "torn2", "b"))
+    assert time.time() - t0 < 60
+    assert "died (exit code 9)" in ends["torn1"] and "/data/torn2.mp4" in ends["torn2"]
+    assert ends["a"] is None and ends["b"] is None and parts["a"] == parts["b"] == [0, 1, 2]
+    assert len(parts["torn1"]) > 3 and parts["torn1"] == list(range(len(parts["torn1"]))), "whole parts, in order"
+
+
 def test_jobs_start_in_order_and_work_in_flight_is_bounded(prep):
     """With one worker, a job is only taken when the previous one ended: events come strictly job by job."""
     order = [r.job.video_id for r in ProcessEngine(1).run(prep, _jobs("a", "b", "c")) if r.end]
     assert order == ["a", "b", "c"]
     eng = ProcessEngine(3)
-    assert eng.in_flight == 3 and eng.queue_size == 6
+    assert eng.in_flight == 3 and eng.ahead == 2
+    with pytest.raises(ValueError, match="ahead >= 1"):
+        ProcessEngine(1, ahead=0)
 
 
 def test_stopping_the_iteration_stops_the_workers(prep):

@@ -1,8 +1,9 @@
 """Local engines: :class:`InlineEngine` (this process) and :class:`ProcessEngine` (worker processes).
 
-:class:`ProcessEngine` keeps one job per worker process and streams the job's parts back through one
-bounded queue, so a frame-level video of any length flows window by window and a many-clip run holds at
-most ``2 * workers`` finished parts beside the ones being prepared. It knows which job each worker holds:
+:class:`ProcessEngine` keeps one job per worker process and streams the job's parts back through a pipe of
+its own (a worker killed mid-message tears only that pipe), so a frame-level video of any length flows window
+by window and a many-clip run holds at most ``ahead`` (2) finished parts per worker beside the ones being
+prepared. It knows which job each worker holds:
 a worker that dies (a decoder crash, the out-of-memory killer) ends that job with a message naming the
 file and is replaced; the file is never retried, and never in the caller's process. Workers are started
 with ``spawn`` (MediaPipe and torch are not fork-safe once loaded) and run single-threaded
@@ -16,8 +17,11 @@ import multiprocessing as mp
 import os
 import queue
 import time
+import threading
 import traceback
 from dataclasses import dataclass
+from multiprocessing.connection import wait
+from multiprocessing.reduction import ForkingPickler
 from typing import Any, Callable, Iterable, Iterator
 
 from affectfuse.engines.base import Engine, Job, Result
@@ -52,9 +56,40 @@ def _single_thread() -> None:
     torch.set_num_threads(1)
 
 
-def _worker_main(wid: int, prepare: Callable[[Job], Iterable[Any]], inbox, results) -> None:
-    """A worker's loop: take ``(seq, job)`` from ``inbox``, send its parts, then its end; None stops."""
+class _Sender:
+    """A worker's way back to the caller: its own pipe, written by a thread so the worker prepares the next part
+    while the last one travels. At most ``ahead`` parts wait in the worker (memory stays bounded); a part that
+    cannot be pickled raises in :meth:`put`, in the job that made it."""
+
+    def __init__(self, conn, ahead: int = 2) -> None:
+        self.conn = conn
+        self.waiting: queue.Queue = queue.Queue(maxsize=ahead)
+        self.thread = threading.Thread(target=self._send, daemon=True, name="affectfuse-sender")
+        self.thread.start()
+
+    def put(self, kind: str, payload: Any = None) -> None:
+        self.waiting.put(ForkingPickler.dumps((kind, payload)))
+
+    def _send(self) -> None:
+        while True:
+            data = self.waiting.get()
+            if data is None:
+                return
+            try:
+                self.conn.send_bytes(data)
+            except OSError:  # the caller went away (it stopped the run): nothing left to do here
+                os._exit(0)
+
+    def close(self) -> None:
+        self.waiting.put(None)
+        self.thread.join()
+        self.conn.close()
+
+
+def _worker_main(prepare: Callable[[Job], Iterable[Any]], inbox, conn, ahead: int) -> None:
+    """A worker's loop: take a job from ``inbox``, send its parts, then its end; None stops."""
     _single_thread()
+    out = _Sender(conn, ahead)
     warm = getattr(prepare, "warm", None)
     if callable(warm):
         try:
@@ -62,128 +97,136 @@ def _worker_main(wid: int, prepare: Callable[[Job], Iterable[Any]], inbox, resul
         except Exception:  # noqa: BLE001 - a model that cannot load fails the first job, with its message
             pass
     while True:
-        item = inbox.get()
-        if item is None:
-            return
-        seq, job = item
-        results.put(("start", wid, seq, None))  # the time limit counts from here, not from the worker's start-up
+        job = inbox.get()
+        if job is None:
+            break
+        out.put("start")  # the time limit counts from here, not from the worker's start-up
         try:
             for part in prepare(job):
-                results.put(("part", wid, seq, part))
+                out.put("part", part)
         except Exception as e:  # noqa: BLE001
             msg = f"{job.path}: {type(e).__name__}: {e}"
             if os.environ.get("AFFECTFUSE_DEBUG"):
                 msg += "\n" + traceback.format_exc()
-            results.put(("lost", wid, seq, msg))
+            out.put("lost", msg)
             continue
-        results.put(("end", wid, seq, None))
+        out.put("end")
+    out.close()
 
 
 @dataclass
 class _Worker:
     proc: Any
     inbox: Any
+    conn: Any  # the reading end of the worker's own pipe
     job: Job | None = None
-    seq: int = -1
     since: float = 0.0  # monotonic time of the worker's last sign of progress on its job
     started: bool = False  # the worker has taken its job (start-up time does not count against the limit)
 
 
 class _Pool:
-    """The worker processes of one :meth:`ProcessEngine.run`, the jobs they hold and the queue they answer on."""
+    """The worker processes of one :meth:`ProcessEngine.run` and the jobs they hold.
+
+    Each worker answers on a pipe of its own: a worker killed in the middle of a message (SIGKILL, the
+    out-of-memory killer) tears only its own pipe, which the caller reads as the end of that worker. (With one
+    queue shared by all workers, such a death leaves the queue's lock held and half a message in it, and the
+    whole run waits forever.)
+    """
 
     def __init__(self, engine: "ProcessEngine", prepare: Callable[[Job], Iterable[Any]]) -> None:
         self.ctx = mp.get_context("spawn")
         self.engine, self.prepare = engine, prepare
-        self.results = self.ctx.Queue(maxsize=engine.queue_size)
         self.workers: dict[int, _Worker] = {}
         self.jobs: Iterator[Job] = iter(())
-        self.seq = 0
         self.next_wid = 0
         for _ in range(engine.workers):
             self.start()
 
     def start(self) -> _Worker:
         inbox = self.ctx.Queue()
-        proc = self.ctx.Process(target=_worker_main, args=(self.next_wid, self.prepare, inbox, self.results),
+        reader, writer = self.ctx.Pipe(duplex=False)
+        proc = self.ctx.Process(target=_worker_main, args=(self.prepare, inbox, writer, self.engine.ahead),
                                 daemon=True, name=f"affectfuse-worker-{self.next_wid}")
         proc.start()
-        w = self.workers[self.next_wid] = _Worker(proc, inbox)
+        writer.close()  # the worker holds the only writing end: its death reads as end of file here
+        w = self.workers[self.next_wid] = _Worker(proc, inbox, reader)
         self.next_wid += 1
         return w
 
     def assign(self, w: _Worker) -> None:
         w.job = next(self.jobs, None)
         if w.job is not None:
-            w.seq, self.seq = self.seq, self.seq + 1
             w.since, w.started = time.monotonic(), False
-            w.inbox.put((w.seq, w.job))
+            w.inbox.put(w.job)
 
     def serve(self, jobs: Iterable[Job]) -> Iterator[Result]:
         self.jobs = iter(jobs)
         for w in list(self.workers.values()):
             self.assign(w)
-        checked = time.monotonic()
-        while any(w.job is not None for w in self.workers.values()):
-            if time.monotonic() - checked > _POLL_S:
-                checked = time.monotonic()
-                yield from self.reap()
-            try:
-                kind, wid, seq, payload = self.results.get(timeout=_POLL_S)
-            except queue.Empty:
-                yield from self.reap()
-                continue
-            w = self.workers.get(wid)
-            if w is None or w.job is None or seq != w.seq:
-                continue  # a message of a job that already ended (its worker was replaced)
-            w.since = time.monotonic()
-            if kind == "start":
-                w.started = True
-                continue
-            if kind == "part":
-                yield Result(w.job, payload)
-                continue
+        while True:
+            busy = {w.conn: wid for wid, w in self.workers.items() if w.job is not None}
+            if not busy:
+                return
+            for conn in wait(list(busy), timeout=_POLL_S):
+                yield from self.receive(busy[conn])
+            yield from self.reap()
+
+    def receive(self, wid: int) -> Iterator[Result]:
+        w = self.workers[wid]
+        try:
+            kind, payload = w.conn.recv()
+        except (EOFError, OSError):  # the worker died, perhaps in the middle of a message
+            w.proc.join(timeout=5.0)
+            yield from self.replace(wid, "the worker process preparing this file died (exit code "
+                                         f"{w.proc.exitcode}); it was not retried")
+            return
+        w.since = time.monotonic()
+        if kind == "start":
+            w.started = True
+        elif kind == "part":
+            yield Result(w.job, payload)
+        else:
             job = w.job
             self.assign(w)
             yield Result(job, end=True, lost=payload if kind == "lost" else None)
 
     def reap(self) -> Iterator[Result]:
-        """Busy workers that died or stalled: end their jobs as lost, replace them, give the new ones work."""
+        """Busy workers that stalled (or died without closing their pipe): end their jobs as lost, replace them."""
         now, timeout = time.monotonic(), self.engine.timeout
         for wid, w in list(self.workers.items()):
-            if w.job is None:
+            if w.job is None or w.conn.poll():  # idle, or it has said something not read yet
                 continue
-            if w.proc.is_alive():
-                if not timeout or not w.started or now - w.since <= timeout:
-                    continue
-                w.proc.kill()
-                w.proc.join(timeout=5.0)
-                why = (f"no progress for {timeout:.0f} s (the decoder hangs on this file?): its worker was stopped "
-                       "and the file recorded as failed")
-            else:
-                why = f"the worker process preparing this file died (exit code {w.proc.exitcode}); it was not retried"
-            job = w.job
-            del self.workers[wid]
-            self.assign(self.start())
-            yield Result(job, end=True, lost=f"{job.path}: {why}")
+            if not w.proc.is_alive():
+                yield from self.replace(wid, f"the worker process preparing this file died (exit code "
+                                             f"{w.proc.exitcode}); it was not retried")
+            elif timeout and w.started and now - w.since > timeout:
+                yield from self.replace(wid, f"no progress for {timeout:.0f} s (the decoder hangs on this file?): "
+                                             "its worker was stopped and the file recorded as failed")
+
+    def replace(self, wid: int, why: str) -> Iterator[Result]:
+        w = self.workers.pop(wid)
+        if w.proc.is_alive():
+            w.proc.kill()
+            w.proc.join(timeout=5.0)
+        w.conn.close()
+        self.assign(self.start())
+        yield Result(w.job, end=True, lost=f"{w.job.path}: {why}")
 
     def stop(self) -> None:
-        try:  # parts nobody will read: drained so that no worker blocks on a full queue
-            while True:
-                self.results.get_nowait()
-        except (queue.Empty, OSError, ValueError):
-            pass
         for w in self.workers.values():
-            if w.proc.is_alive():
+            if w.job is None and w.proc.is_alive():
                 try:
-                    w.inbox.put_nowait(None)
-                except Exception:  # noqa: BLE001 - a broken queue: terminate below
+                    w.inbox.put_nowait(None)  # an idle worker ends its loop
+                except Exception:  # noqa: BLE001 - a broken queue: terminated below
                     pass
+            else:
+                w.proc.terminate()  # a busy one holds parts nobody will read
         for w in self.workers.values():
             w.proc.join(timeout=2.0)
             if w.proc.is_alive():
-                w.proc.terminate()
+                w.proc.kill()
                 w.proc.join(timeout=2.0)
+            w.conn.close()
 
 
 class ProcessEngine:
@@ -191,19 +234,21 @@ class ProcessEngine:
 
     Args:
         workers: processes (>= 1).
-        queue_size: finished parts that may wait for the caller (default ``2 * workers``).
+        ahead: finished parts a worker may hold for the caller while it prepares the next (default 2).
         timeout: seconds a job may go without producing a part before its worker is stopped (killed and
             replaced) and the job ends as lost; 0 = no limit. A decoder that hangs on a file ends that file only.
     """
 
-    def __init__(self, workers: int, *, queue_size: int | None = None, timeout: float = 0.0) -> None:
+    def __init__(self, workers: int, *, ahead: int = 2, timeout: float = 0.0) -> None:
         if workers < 1:
             raise ValueError(f"ProcessEngine needs workers >= 1, got {workers}")
         if not timeout >= 0:
             raise ValueError(f"ProcessEngine timeout must be >= 0 seconds, got {timeout}")
         self.workers = int(workers)
         self.in_flight = self.workers
-        self.queue_size = int(queue_size or 2 * self.workers)
+        if ahead < 1:
+            raise ValueError(f"ProcessEngine needs ahead >= 1 parts, got {ahead}")
+        self.ahead = int(ahead)
         self.timeout = float(timeout)
         self._pool: _Pool | None = None
 
