@@ -187,3 +187,28 @@ def test_help_and_version_import_no_torch():
 
     out = subprocess.run([sys.executable, "-m", "affectfuse.cli", "--version"], capture_output=True, text=True)
     assert out.stdout.strip() == f"affectfuse {__version__}"
+
+
+# ------------------------------------------------------------------------------------------------ quiet logs
+def test_redirected_logs_get_no_progress_bars_and_no_native_chatter(tmp_path):
+    """A log file (stderr not a terminal) holds the summary lines only: no tqdm bar of `train`, no MediaPipe /
+    TFLite C++ lines of `predict`; --verbose brings the latter back."""
+    from affectfuse.assets import asset_path
+
+    make_feature_dataset(tmp_path / "store", tmp_path / "labels.csv", n=24, rows=8)
+    env = {**os.environ, "AFFECTFUSE_DEBUG": ""}
+    train = subprocess.run([sys.executable, "-m", "affectfuse.cli", "train", "--task", "reaction", "--labels",
+                            str(tmp_path / "labels.csv"), "--features", str(tmp_path / "store"), "--model",
+                            "early_fusion_small", "--modalities", "visual=generated_visual", "--epochs", "2",
+                            "--out", str(tmp_path / "run")], capture_output=True, text=True, env=env, timeout=300)
+    assert train.returncode == 0, train.stderr
+    assert "\r" not in train.stderr and "epoch/s" not in train.stderr and "it/s" not in train.stderr
+    assert "epoch 2" in train.stderr or "epoch 2" in train.stdout  # the per-epoch lines stay
+    photo = asset_path("pyfeat-media", "0-f15-hao-ph.jpg")
+    cmd = [sys.executable, "-m", "affectfuse.cli", "predict", str(photo), "--out", str(tmp_path / "p.csv")]
+    quiet = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert quiet.returncode == 0, quiet.stderr
+    assert "XNNPACK" not in quiet.stderr and "W0000" not in quiet.stderr and "absl" not in quiet.stderr
+    assert "scored 1 video(s)" in quiet.stderr  # our own lines are kept
+    loud = subprocess.run(cmd + ["--verbose"], capture_output=True, text=True, env=env, timeout=300)
+    assert loud.returncode == 0 and "XNNPACK" in loud.stderr

@@ -45,6 +45,7 @@ COMMANDS = {
     "extract": _extract,
     "train": _train.train_cmd,
     "evaluate": _train.evaluate_cmd,
+    "lr-find": _train.lrfind_cmd,
     "predict": _predict.predict_cmd,
     "export": _export,
     "report": _report.report_cmd,
@@ -76,6 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="command", metavar="COMMAND")
     for name, mod in COMMANDS.items():
         mod.add_parser(sub, name)
+        sp = sub.choices[name]
+        if not any("--verbose" in a.option_strings for a in sp._actions):
+            sp.add_argument("--verbose", action="store_true",
+                            help="also show third-party libraries' output (native log lines, download bars)")
     return ap
 
 
@@ -103,6 +108,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.command:
         ap.print_help()
         return 2
+    from affectfuse import _quiet
+
+    if getattr(args, "verbose", False):
+        os.environ[_quiet.VERBOSE_ENV] = "1"  # (inherited by worker processes)
+    _quiet.quiet_libraries()
     try:
         return int(args.run(args) or 0)
     except KeyboardInterrupt:

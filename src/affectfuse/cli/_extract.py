@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 
+from affectfuse.cli._common import progress_bars
 from affectfuse._config import from_yaml, make_config
 from affectfuse.extraction.config import DEFAULT_EXTRACTORS, ExtractConfig
 
@@ -105,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     print(f"extracting {len(pairs)} media file(s) into {out} with {', '.join(names)}", file=sys.stderr)
-    report = extract(pairs, out, cfg, progress=not args.quiet)
+    report = extract(pairs, out, cfg, progress=progress_bars(args))
     print(report.text())
     if report.interrupted:
         return 130

@@ -6,6 +6,8 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
+from affectfuse.cli._common import progress_bars
+
 # the inference modules import torch: imported when a command runs, so that ``--help`` stays fast
 
 
@@ -67,7 +69,7 @@ def _predict_run(args) -> int:
     from affectfuse.inference.predictor import predict
     from affectfuse.reporting import prediction_report
 
-    res = predict(args.videos, args.run_dir, out=args.out, workers=args.workers, progress=not args.quiet, log=_log, **kw)
+    res = predict(args.videos, args.run_dir, out=args.out, workers=args.workers, progress=progress_bars(args), log=_log, **kw)
     if offline and args.report:
         res.written.append(prediction_report(res.prediction.to_frame(res.prediction.FRAME_TABLE), Path(args.report),
                                              summary=res.summary, value_columns=list(res.prediction.names),

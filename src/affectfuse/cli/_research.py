@@ -14,6 +14,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+from affectfuse.cli._common import progress_bars
 from affectfuse._config import from_yaml, make_config
 from affectfuse.recipes import resolve as resolve_recipe
 from affectfuse.cli._train import resolve_modalities
@@ -112,7 +113,7 @@ def _ablate_run(args: argparse.Namespace) -> int:
     from affectfuse.training.ablate import ablate
 
     ablate(args.labels, store, cfg, args.out, modalities=dict(cfg.modalities), seeds=_ints(args.seeds, "--seeds"),
-           progress=not args.quiet, log=_log)
+           progress=progress_bars(args), log=_log)
     print((Path(args.out) / "ablation.md").read_text(), end="")
     return 0
 
@@ -138,7 +139,7 @@ def _cv_run(args: argparse.Namespace) -> int:
     from affectfuse.training.kfold import kfold
 
     summary = kfold(args.labels, store, cfg, args.out, k=args.folds, seed=args.fold_seed, splits=pool,
-                    progress=not args.quiet, log=_log)
+                    progress=progress_bars(args), log=_log)
     print(json.dumps({k: summary[k] for k in ("k", "mean", "std", "oof", "oof_videos", "missing")}, indent=1))
     return 0
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+from affectfuse.cli._common import progress_bars
 from affectfuse._config import from_yaml, make_config
 from affectfuse.recipes import resolve as resolve_recipe
 from affectfuse.features.store import FeatureStore
@@ -87,13 +88,12 @@ def _train_conf(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true")
 
 
-def _train_run(args: argparse.Namespace) -> int:
+def _config(args: argparse.Namespace) -> tuple[TrainConfig, FeatureStore | None]:
+    """The run's configuration from a recipe / YAML and the options given (they win), and its feature store."""
     base = from_yaml(TrainConfig, resolve_recipe(args.config)) if args.config else TrainConfig()
     over: dict[str, Any] = {"task": args.task}
     raw_mods = [m.strip() for m in (args.modalities or "").split(",") if m.strip()]
     from affectfuse.data.raw import RAW_MODALITIES
-    from affectfuse.training import train
-    from affectfuse.training.multi import train_seeds
 
     if raw_mods and set(raw_mods) <= set(RAW_MODALITIES):
         if not args.videos:
@@ -109,7 +109,14 @@ def _train_run(args: argparse.Namespace) -> int:
     for k in ("model", "epochs", "batch_size", "lr", "seed", "device", "devices", "nodes", "precision"):
         if getattr(args, k, None) is not None:
             over[k] = getattr(args, k)
-    cfg = make_config(TrainConfig, over, base=base)
+    return make_config(TrainConfig, over, base=base), store
+
+
+def _train_run(args: argparse.Namespace) -> int:
+    from affectfuse.training import train
+    from affectfuse.training.multi import train_seeds
+
+    cfg, store = _config(args)
     main = _is_main_rank()
     if main:
         procs = f" on {cfg.world_size} processes" if cfg.world_size > 1 else ""
@@ -118,11 +125,11 @@ def _train_run(args: argparse.Namespace) -> int:
     if args.seeds:
         seeds = [int(s) for s in args.seeds.split(",")]
         summary = train_seeds(args.labels, store, cfg, args.out, seeds=seeds, videos=args.videos,
-                              progress=not args.quiet, log=_log)
+                              progress=progress_bars(args), log=_log)
         if main:
             print(json.dumps(summary, indent=1))
         return 0
-    metrics = train(args.labels, store, cfg, args.out, videos=args.videos, progress=not args.quiet, log=_log)
+    metrics = train(args.labels, store, cfg, args.out, videos=args.videos, progress=progress_bars(args), log=_log)
     if main:  # under torchrun / srun every rank runs this command; rank 0 prints
         print(json.dumps(metrics, indent=1))
     return 0
@@ -134,6 +141,34 @@ def _is_main_rank() -> bool:
 
     env = launch_env()
     return env is None or env.rank == 0
+
+
+# -- lr-find --------------------------------------------------------------------------------------
+def _lrfind_conf(p: argparse.ArgumentParser) -> None:
+    _train_conf(p)
+    p.add_argument("--start-lr", type=float, default=1e-7, dest="start_lr", help="first learning rate (default 1e-7)")
+    p.add_argument("--end-lr", type=float, default=1.0, dest="end_lr", help="last learning rate (default 1)")
+    p.add_argument("--steps", type=int, default=100, help="optimiser steps from --start-lr to --end-lr (default 100)")
+
+
+def _lrfind_run(args: argparse.Namespace) -> int:
+    from affectfuse.training.lr_find import lr_find
+
+    if args.seeds:
+        raise ValueError("lr-find tests one configuration: --seeds does not apply (the curve hardly depends on it)")
+    cfg, store = _config(args)
+    if cfg.world_size > 1:
+        raise ValueError(f"lr-find runs in one process: --devices/--nodes give {cfg.world_size} processes")
+    res = lr_find(args.labels, store, cfg, start_lr=args.start_lr, end_lr=args.end_lr, num_steps=args.steps,
+                  out=args.out, log=_log)
+    print(json.dumps({"model": res.model, "suggestion": res.suggestion, "steepest": res.steepest,
+                      "min_div10": res.min_div10, "steps": int(len(res.lrs)), "stopped": res.stopped}, indent=1))
+    return 0
+
+
+lrfind_cmd = SimpleNamespace(add_parser=lambda sub, name: _add(
+    sub, name, "learning-rate range test: the loss as the learning rate rises, and a suggested --lr",
+    _lrfind_conf, _lrfind_run))
 
 
 train_cmd = SimpleNamespace(add_parser=lambda sub, name: _add(sub, name, "train a fusion model on stored features",

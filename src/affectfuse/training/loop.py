@@ -553,8 +553,11 @@ def _train(group: Group | None, log, labels, store, cfg: TrainConfig, out, video
         prog.history.append(row)
         trainer.checkpoint(epoch, prog, score)
         shown = row.get(f"dev_{select}")
-        bar.set_postfix_str(f"loss {row['train_loss']:.4f}" + (f" dev {select} {shown:.4f}" if shown is not None else "")
-                            + f" best@{prog.best_epoch + 1}")
+        status = (f"loss {row['train_loss']:.4f}" + (f" dev {select} {shown:.4f}" if shown is not None else "")
+                  + f" best@{prog.best_epoch + 1}")
+        bar.set_postfix_str(status)
+        if bar.disable:  # no bar (a redirected log, --quiet, an API call): one line per epoch instead
+            log(f"epoch {epoch + 1}/{cfg.epochs}: {status} ({row['seconds']:.1f} s)")
         if stop_after is not None and epoch + 1 - prog.start >= stop_after and epoch + 1 < cfg.epochs:
             bar.close()
             log(f"stopped after epoch {epoch + 1} (stop_after={stop_after}); run again to resume")

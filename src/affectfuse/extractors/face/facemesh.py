@@ -195,12 +195,16 @@ class FaceMeshGeometry(Extractor):
     def _load(self) -> None:
         import mediapipe as mp  # heavy optional dependency: only when the mesh runs
 
-        self._mesh = mp.solutions.face_mesh.FaceMesh(
-            static_image_mode=True,
-            max_num_faces=1,
-            refine_landmarks=True,
-            min_detection_confidence=self.config.min_detection_confidence,
-        )
+        from affectfuse._quiet import native_stderr_quiet
+
+        with native_stderr_quiet():  # TFLite's native log lines (--verbose keeps them)
+            self._mesh = mp.solutions.face_mesh.FaceMesh(
+                static_image_mode=True,
+                max_num_faces=1,
+                refine_landmarks=True,
+                min_detection_confidence=self.config.min_detection_confidence,
+            )
+        self._mesh_warm = False
 
     def landmarks(self, images: np.ndarray | list[np.ndarray]) -> np.ndarray:
         """Refined FaceMesh landmarks of each image in that image's pixels, NaN where no face (loads the mesh).
@@ -219,7 +223,14 @@ class FaceMeshGeometry(Extractor):
             h, w = img.shape[:2]
             m = int(round(self.config.margin * max(h, w)))
             padded = np.ascontiguousarray(np.pad(img, ((m, m), (m, m), (0, 0)), mode="edge"))
-            res = self._mesh.process(padded)
+            if self._mesh_warm:
+                res = self._mesh.process(padded)
+            else:  # the first call logs absl warnings from C++
+                from affectfuse._quiet import native_stderr_quiet
+
+                with native_stderr_quiet():
+                    res = self._mesh.process(padded)
+                self._mesh_warm = True
             if not res.multi_face_landmarks:
                 continue
             lm = res.multi_face_landmarks[0].landmark
