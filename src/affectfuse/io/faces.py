@@ -270,14 +270,22 @@ class MediaPipeDetector(FaceDetector):
             faces that only the short-range model found scored 0.92-0.94 here; its false positives
             (a cartoon title frame, an LFW non-face) 0.55-0.61.
 
-    Each image is processed independently (no tracking between frames). MediaPipe runs its TFLite
+        runtime: what runs the graphs: ``"mediapipe"`` (the package's legacy solution), ``"litert"`` (the same
+            ``.tflite`` graphs on LiteRT with MediaPipe's pre- and post-processing written here,
+            :mod:`affectfuse.io.blazeface`: identical boxes, keypoints and scores, tested) or ``"auto"`` (the
+            package when it imports, else LiteRT; or ``$AFFECTFUSE_BLAZEFACE``). Not part of the identity.
+
+    Each image is processed independently (no tracking between frames). Both runtimes run the TFLite
     model with XNNPACK on one core.
     """
 
     name = "mediapipe"
     n_points = 6
 
-    def __init__(self, model: str = "auto", min_score: float = 0.7, fallback_min_score: float = 0.75) -> None:
+    def __init__(self, model: str = "auto", min_score: float = 0.7, fallback_min_score: float = 0.75,
+                 runtime: str = "auto") -> None:
+        if runtime not in ("auto", "mediapipe", "litert"):
+            raise ValueError(f"mediapipe face detector: runtime must be 'auto', 'mediapipe' or 'litert'; got {runtime!r}")
         if model not in ("full", "short", "auto"):
             raise ValueError(f"mediapipe face detector: model must be 'full', 'short' or 'auto'; got {model!r}")
         for k, v in (("min_score", min_score), ("fallback_min_score", fallback_min_score)):
@@ -287,8 +295,29 @@ class MediaPipeDetector(FaceDetector):
         if model == "auto":
             params["fallback_min_score"] = float(fallback_min_score)
         super().__init__(**params)
+        self.runtime = runtime
+
+    def resolved_runtime(self) -> str:
+        """``"mediapipe"`` or ``"litert"``: what :meth:`load` will use."""
+        rt = self.runtime if self.runtime != "auto" else os.environ.get("AFFECTFUSE_BLAZEFACE", "auto")
+        if rt == "auto":
+            import importlib.util
+
+            try:
+                has_mp = importlib.util.find_spec("mediapipe.python.solutions") is not None
+            except (ImportError, ValueError):  # a broken mediapipe install
+                has_mp = False
+            rt = "mediapipe" if has_mp else "litert"
+        if rt not in ("mediapipe", "litert"):
+            raise ValueError(f"AFFECTFUSE_BLAZEFACE must be 'mediapipe', 'litert' or 'auto'; got {rt!r}")
+        return rt
 
     def _load(self) -> Any:
+        kinds = ("full", "short") if self.params["model"] == "auto" else (self.params["model"],)
+        if self.resolved_runtime() == "litert":
+            from affectfuse.io.blazeface import BlazeFace
+
+            return {k: BlazeFace(k) for k in kinds}
         try:
             from mediapipe.python.solutions import face_detection
         except ImportError as e:  # pragma: no cover - depends on the install
@@ -298,12 +327,15 @@ class MediaPipeDetector(FaceDetector):
             ) from e
         from affectfuse._quiet import native_stderr_quiet
 
-        kinds = ("full", "short") if self.params["model"] == "auto" else (self.params["model"],)
         with native_stderr_quiet():  # TFLite's "Created TensorFlow Lite XNNPACK delegate" lines (--verbose keeps them)
             return {k: face_detection.FaceDetection(model_selection=1 if k == "full" else 0) for k in kinds}
 
     def _detect_one(self, graph: Any, img: np.ndarray, min_score: float) -> Detections:
         h, w = img.shape[:2]
+        if not hasattr(graph, "process"):  # a BlazeFace on LiteRT: pixels already
+            boxes, scores, points = graph(img)
+            keep = scores >= min_score
+            return Detections(boxes[keep], scores[keep], points[keep]) if keep.any() else Detections.empty(self.n_points)
         warmed = self.__dict__.setdefault("_warmed", set())
         if id(graph) in warmed:
             result = graph.process(img)
@@ -342,7 +374,8 @@ class MediaPipeDetector(FaceDetector):
         """Release the MediaPipe graph (it is rebuilt on the next :meth:`detect`)."""
         if self._model is not None:
             for g in self._model.values():
-                g.close()
+                if hasattr(g, "close"):
+                    g.close()
             self._model = None
             self.__dict__.pop("_warmed", None)
 

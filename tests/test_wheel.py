@@ -1,0 +1,54 @@
+"""`pip install affectfuse` as a user does it: the wheel built from this repository, installed in a fresh venv
+after only torch, `pip check` clean, and the offline default `affectfuse predict` on a real video there giving
+what it gives in the development install (no mediapipe there: MediaPipe's BlazeFace graphs run on LiteRT)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(cmd, **kw) -> subprocess.CompletedProcess:
+    res = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, **kw)
+    assert res.returncode == 0, f"{' '.join(map(str, cmd))} failed ({res.returncode}):\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}"
+    return res
+
+
+@pytest.mark.slow
+def test_the_wheel_installs_in_a_fresh_venv_and_predicts_offline(tmp_path, real_asset):
+    env = {k: v for k, v in os.environ.items() if k not in ("PIP_CONSTRAINT", "PYTHONPATH", "VIRTUAL_ENV")}
+    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", tmp_path / "dist", ROOT],
+         env=env)
+    (wheel,) = (tmp_path / "dist").glob("affectfuse-*.whl")
+    venv = tmp_path / "venv"
+    _run([sys.executable, "-m", "venv", venv])
+    py = venv / "bin" / "python"
+    _run([py, "-m", "pip", "install", "-q", "torch==2.13.0"], env=env)  # the one thing a user installs first
+    _run([py, "-m", "pip", "install", "-q", wheel], env=env)  # no --no-deps step, no constraints file
+    assert "No broken requirements" in _run([py, "-m", "pip", "check"], env=env).stdout
+    probe = _run([py, "-c", "import importlib.util as u; print(u.find_spec('mediapipe') is None, "
+                            "u.find_spec('torchvision') is None)"], env=env).stdout.split()
+    assert probe == ["True", "True"], "a user's venv has neither mediapipe nor torchvision"
+
+    video = real_asset("pyfeat-media", "single_face.mp4")
+    real_asset("mediapipe-blazeface", "face_detection_short_range.tflite")  # in the shared cache (make fetched it)
+    run_env = {**env, "AFFECTFUSE_NO_AUTOFETCH": "1"}  # the cache of this test session: nothing downloaded here
+    res = _run([venv / "bin" / "affectfuse", "predict", video, "--out", tmp_path / "wheel.csv"], env=run_env,
+               cwd=tmp_path)
+    assert "scored 1 video(s)" in res.stdout + res.stderr
+    import affectfuse as af
+
+    af.predict([video], out=tmp_path / "dev.csv", progress=False)
+    a, b = pd.read_csv(tmp_path / "wheel.csv"), pd.read_csv(tmp_path / "dev.csv")
+    assert list(a.columns) == list(b.columns) and len(a) == len(b) and len(a) >= 10 and a["face"].all()
+    num = [c for c in a.columns if a[c].dtype.kind == "f"]
+    np.testing.assert_allclose(a[num].to_numpy(), b[num].to_numpy(), atol=1e-4)
+    assert (a["dominant"] == b["dominant"]).all()
