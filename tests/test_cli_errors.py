@@ -189,6 +189,18 @@ def test_help_and_version_import_no_torch():
     assert out.stdout.strip() == f"affectfuse {__version__}"
 
 
+def test_every_option_of_every_command_says_what_it_does():
+    import argparse
+
+    from affectfuse.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    silent = [f"{name} {'/'.join(a.option_strings) or a.dest}" for name, sp in sub.choices.items()
+              for a in sp._actions if not isinstance(a, argparse._HelpAction) and not (a.help or "").strip()]
+    assert not silent, f"options without help text: {silent}"
+    assert len(sub.choices) >= 18
+
+
 # ------------------------------------------------------------------------------------------------ quiet logs
 def test_redirected_logs_get_no_progress_bars_and_no_native_chatter(tmp_path):
     """A log file (stderr not a terminal) holds the summary lines only: no tqdm bar of `train`, no MediaPipe /

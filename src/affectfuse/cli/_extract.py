@@ -49,16 +49,19 @@ def add_parser(sub, name: str) -> None:
     p.add_argument("--level", choices=["clip", "frame"], help="clip: N frames per video; frame: every frame / rate")
     p.add_argument("--step", type=int, dest="frame_step", help="frame level: every STEP-th frame")
     p.add_argument("--fps", type=float, dest="frame_fps", help="frame level: frames per second")
-    p.add_argument("--face-detector", dest="face_detector")
+    p.add_argument("--face-detector", dest="face_detector", metavar="NAME",
+                   help="mediapipe (BlazeFace full- then short-range; default), mediapipe_short or mtcnn")
     p.add_argument("--no-face", dest="no_face", choices=["mask", "full_frame", "previous"],
                    help="rows without a face: mask (invalid), full_frame or previous crop")
-    p.add_argument("--margin", type=float, dest="face_margin")
+    p.add_argument("--margin", type=float, dest="face_margin", metavar="FRACTION",
+                   help="face crop margin added on each side, as a fraction of the box side (default 0.25)")
     p.add_argument("--face-align", dest="face_align", choices=["auto", "none", "similarity"],
                    help="face crops aligned by their key points: auto (for backbones trained on aligned faces; "
                         "default), none, or similarity (for all)")
     p.add_argument("--workers", type=int, help="decoding / face processes (default 1, or none for a single video; "
                                                 "0 = prepare in this process)")
-    p.add_argument("--batch-rows", type=int, dest="batch_rows")
+    p.add_argument("--batch-rows", type=int, dest="batch_rows", metavar="N",
+                   help="frames / audio fragments per backbone call, across videos (default 64; lower it if memory is short)")
     p.add_argument("--float16", action="store_true", default=None, help="store values as float16")
     p.add_argument("--overwrite", action="store_true", default=None, help="recompute existing entries")
     p.add_argument("--device", help="where the backbones run: auto (the GPU where one is present; default), cpu, "

@@ -238,11 +238,11 @@ def _demo_run(args: argparse.Namespace) -> int:
 
 
 def _demo_conf(p):
-    p.add_argument("--out", default="demo_out")
+    p.add_argument("--out", default="demo_out", help="folder for the demo's predictions, features, run and reports")
     p.add_argument("--videos", type=int, default=24, help="generated videos for the research loop")
-    p.add_argument("--epochs", type=int, default=15)
-    p.add_argument("--fps", type=float, default=5.0)
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--epochs", type=int, default=15, help="training epochs of the demo run (default 15)")
+    p.add_argument("--fps", type=float, default=5.0, help="frames per second scored by the offline predict (default 5)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 demo_cmd = _cmd("run the main job on the bundled offline default and real sample videos", _demo_conf, _demo_run)

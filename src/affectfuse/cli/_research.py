@@ -42,7 +42,8 @@ def _import_conf(p: argparse.ArgumentParser) -> None:
                    help="leading CSV columns that are not features (MuSe 2022: 2); default: detected by name")
     p.add_argument("--time-column", dest="time_column", default="auto",
                    help="CSV time column name, 'auto' (timestamp / time / ...) or 'none' (row index)")
-    p.add_argument("--time-unit", dest="time_unit", choices=["auto", "s", "ms"], default="auto")
+    p.add_argument("--time-unit", dest="time_unit", choices=["auto", "s", "ms"], default="auto",
+                   help="unit of the time column: s, ms, or auto (a name ending in ms / _s decides, else a median step >= 5 means ms)")
     p.add_argument("--rate", type=float, help="rows per second when there is no time column")
     p.add_argument("--float16", action="store_true", help="store values as float16")
     p.add_argument("--overwrite", action="store_true", help="re-import videos already in the store")
@@ -74,10 +75,10 @@ def _exp_conf(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None, help="registered model (affectfuse models); default viper_small")
     p.add_argument("--config", help="a shipped recipe by name (viper_reaction, jmt_va, abaw5_eri, abaw5_expr, e2e_vgaf: "
                                     "`affectfuse recipes`) or a YAML file with TrainConfig fields; options given here win")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int, dest="batch_size")
-    p.add_argument("--lr", type=float)
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--epochs", type=int, help="passes over the training split (default 50, or the recipe's)")
+    p.add_argument("--batch-size", type=int, dest="batch_size", help="samples per optimiser step (default 16, or the recipe's)")
+    p.add_argument("--lr", type=float, help="peak learning rate (default: the model's own; `affectfuse lr-find` suggests one)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="where training runs (auto: the GPU when there is one)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 

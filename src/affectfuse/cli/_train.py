@@ -69,12 +69,12 @@ def _train_conf(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None, help="registered model (affectfuse models); default viper_small")
     p.add_argument("--config", help="a shipped recipe by name (viper_reaction, jmt_va, abaw5_eri, abaw5_expr, e2e_vgaf: "
                                     "`affectfuse recipes`) or a YAML file with TrainConfig fields; options given here win")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int, dest="batch_size")
-    p.add_argument("--lr", type=float)
-    p.add_argument("--seed", type=int)
+    p.add_argument("--epochs", type=int, help="passes over the training split (default 50, or the recipe's)")
+    p.add_argument("--batch-size", type=int, dest="batch_size", help="samples per optimiser step (default 16, or the recipe's)")
+    p.add_argument("--lr", type=float, help="peak learning rate (default: the model's own; `affectfuse lr-find` suggests one)")
+    p.add_argument("--seed", type=int, help="seed of the weights, data order and dropout (default 0)")
     p.add_argument("--seeds", help="comma list of seeds: one run per seed in OUT/seed_<s>, mean ± std in OUT/metrics.json")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="where training runs (auto: the GPU when there is one)")
     p.add_argument("--devices", type=int, help="training processes per node (DistributedDataParallel when devices x "
                    "nodes > 1: gloo on CPU, NCCL on GPU, one GPU each); a plain command starts them itself, under "
                    "torchrun / srun the launcher's world size must equal devices x nodes. --batch-size stays the "
@@ -85,7 +85,7 @@ def _train_conf(p: argparse.ArgumentParser) -> None:
                    "autocast (GPU, or CPU with AMX / AVX512-BF16, slower than 32 on other CPUs); fp16: float16 autocast "
                    "with loss scaling (CUDA only, as JMT trained)")
     p.add_argument("--out", required=True, help="run folder")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
 
 
 def _config(args: argparse.Namespace) -> tuple[TrainConfig, FeatureStore | None]:
