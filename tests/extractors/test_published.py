@@ -28,6 +28,8 @@ from affectfuse.extractors.face.hsemotion import HSE_EXPRESSIONS_8, hsemotion_pr
 torch = pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
 
+from _tiny_published import export_tiny, save_tiny_ser, tiny_w2v2_config  # noqa: E402  (tests/, shared)
+
 MEAN = np.array([0.485, 0.456, 0.406])
 STD = np.array([0.229, 0.224, 0.225])
 
@@ -43,33 +45,6 @@ def cache(tmp_path, monkeypatch):
 # ---------------------------------------------------------------------------------------------
 # hsemotion: a tiny ONNX graph with the published graphs' names and shapes
 # ---------------------------------------------------------------------------------------------
-class TinyEnet(torch.nn.Module):
-    """Stands in for EfficientNet-B0: (B, 3, S, S) -> (B, n_out)."""
-
-    def __init__(self, n_out: int = 10) -> None:
-        super().__init__()
-        self.conv = torch.nn.Conv2d(3, 6, 8, stride=8)
-        self.fc = torch.nn.Linear(6, n_out)
-
-    def forward(self, x):
-        return self.fc(torch.relu(self.conv(x)).mean(dim=(2, 3))) * 3.0
-
-
-def export_tiny(path: Path, n_out: int = 10, size: int = 224, seed: int = 0) -> TinyEnet:
-    """Export as EmotiEffLib's convert_pt_to_onnx does: input ``input``, output ``output``, dynamic batch."""
-    import warnings
-
-    torch.manual_seed(seed)
-    net = TinyEnet(n_out).eval()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter's notes
-        torch.onnx.export(net, (torch.randn(1, 3, size, size),), str(path), input_names=["input"],
-                          output_names=["output"], dynamic_axes={"input": {0: "batch_size"}, "output": {0: "batch_size"}},
-                          opset_version=17, dynamo=False)
-    return net
-
-
 @pytest.fixture(scope="module")
 def tiny_onnx(tmp_path_factory):
     path = tmp_path_factory.mktemp("hse") / "enet_b0_8_va_mtl.onnx"
@@ -198,32 +173,9 @@ def test_hsemotion_catalogue_model_missing_then_fetched(tiny_onnx, cache):
 # ---------------------------------------------------------------------------------------------
 # audeering_dim: a tiny wav2vec 2.0 + regression head folder
 # ---------------------------------------------------------------------------------------------
-def tiny_w2v2_config(**kw):
-    from transformers import Wav2Vec2Config
-
-    base = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=48,
-                conv_dim=(16,) * 7, feat_extract_norm="layer", do_stable_layer_norm=True,
-                num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2, num_labels=3,
-                id2label={0: "arousal", 1: "dominance", 2: "valence"},
-                label2id={"arousal": 0, "dominance": 1, "valence": 2}, final_dropout=0.1)
-    return Wav2Vec2Config(**{**base, **kw})
-
-
 @pytest.fixture(scope="module")
 def ser_dir(tmp_path_factory):
-    from transformers import Wav2Vec2FeatureExtractor
-
-    from affectfuse.extractors.audio.speech_emotion import dimensional_emotion_class
-
-    torch.manual_seed(0)
-    model = dimensional_emotion_class()(tiny_w2v2_config()).eval()
-    with torch.no_grad():  # a head with visible outputs (random init has tiny biases)
-        model.classifier.out_proj.bias.copy_(torch.tensor([0.5, 0.4, 0.6]))
-    d = tmp_path_factory.mktemp("ser") / "tiny-msp-dim"
-    model.save_pretrained(d)
-    Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16000, padding_value=0.0, do_normalize=True,
-                             return_attention_mask=True).save_pretrained(d)
-    return d
+    return save_tiny_ser(tmp_path_factory.mktemp("ser") / "tiny-msp-dim")
 
 
 def speech(n: int, seed: int) -> np.ndarray:

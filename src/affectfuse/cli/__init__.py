@@ -4,6 +4,7 @@
     affectfuse train --task T --labels L --features STORE --model M --out RUN
     affectfuse evaluate RUN [--split test]
     affectfuse predict VIDEO... [--out F.csv] [--json] [--report DIR]   # offline default expression model
+    affectfuse predict VIDEO... --preset best [--require-all]   # published face + voice affect models where present
     affectfuse predict VIDEO... --run RUN --out FILE.csv             # a trained run
     affectfuse export RUN --format onnx         # a run's fusion model as ONNX (predict --backend onnx)
     affectfuse submit RUN --format F --out DIR  # a challenge's submission files from a run's predictions

@@ -3,10 +3,10 @@
     affectfuse fetch-models --list                      # the catalogue: name, state, licence, what it outputs
     affectfuse fetch-models hsemotion-enet_b0_8_va_mtl audeering-msp-dim [--force]
 
-Models land in ``$AFFECTFUSE_CACHE/models/<name>/`` (see :mod:`affectfuse.extractors._catalogue`). A file whose
-SHA-256 the catalogue pins is refused unless it matches; one without a pin is kept, its SHA-256 recorded, and
-reported as NOT verified. Without internet the command fails with one line naming the URL or hub id that could
-not be reached (exit code 2).
+Models land in ``$AFFECTFUSE_CACHE/models/<name>/``, or ``$AFFECTFUSE_MODELS/<name>/`` when that is set (see
+:mod:`affectfuse.extractors._catalogue`). A file whose SHA-256 the catalogue pins is refused unless it matches;
+one without a pin is kept, its SHA-256 recorded, and reported as NOT verified. Without internet the command
+fails with one line naming the URL or hub id that could not be reached (exit code 2).
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ def _add(sub, name, help_text, conf, run):
 
 
 # -- predict --------------------------------------------------------------------------------------
-_OFFLINE_ONLY = ("json", "report", "fps")
+_OFFLINE_ONLY = ("json", "report", "fps", "preset", "require_all", "models")
 
 
 def _predict_conf(p):
@@ -38,9 +38,20 @@ def _predict_conf(p):
     p.add_argument("--workers", type=int, default=1, help="processes that decode and detect faces (default 1)")
     p.add_argument("--quiet", action="store_true", help="no progress bars or progress lines")
     p.add_argument("--json", action="store_true",
-                   help="offline default: also write OUT.json (per video: summary and frames)")
-    p.add_argument("--report", metavar="DIR", default=None, help="offline default: write an HTML/plot report to DIR")
-    p.add_argument("--fps", type=float, default=None, help="offline default: sampled frames per second (default 5)")
+                   help="without --run: also write OUT.json (per video: summary and frames; with --preset best also "
+                        "each column's model, licence and weights)")
+    p.add_argument("--report", metavar="DIR", default=None, help="without --run: write an HTML/plot report to DIR")
+    p.add_argument("--fps", type=float, default=None, help="without --run: sampled frames per second (default 5)")
+    p.add_argument("--preset", default=None, metavar="default|best",
+                   help="without --run: default (the offline default) or best (published affect models where their "
+                        "weights are present: HSEmotion face expressions + valence/arousal, audEERING voice "
+                        "arousal/dominance/valence; `affectfuse fetch-models --list`), saying first which are missing "
+                        "and how to get them (default: default)")
+    p.add_argument("--require-all", action="store_true",
+                   help="with --preset best: fail (exit 2) when a published model is missing instead of falling back")
+    p.add_argument("--models", metavar="DIR", default=None,
+                   help="with --preset best: a folder of models, DIR/<name>/ as fetch-models fills it (default: "
+                        "$AFFECTFUSE_MODELS, else $AFFECTFUSE_CACHE/models)")
     p.add_argument("--backend", default=None, metavar="torch|onnx|auto",
                    help="with --run: what runs the model: torch (default), onnx (ONNX Runtime on RUN/model.onnx, "
                         "exported when missing or stale) or auto (onnx when installed and exported, else torch)")
@@ -57,26 +68,36 @@ def _predict_run(args) -> int:
         raise ValueError("--features applies to predicting with a trained run (--run RUN); the offline default "
                          "keeps no feature store")
     if not offline:
-        given = [f"--{o}" for o in _OFFLINE_ONLY if getattr(args, o) not in (None, False)]
+        given = [f"--{o.replace('_', '-')}" for o in _OFFLINE_ONLY if getattr(args, o) not in (None, False)]
         if given:
-            raise ValueError(f"{', '.join(given)} apply to the offline default (predict without --run); "
+            raise ValueError(f"{', '.join(given)} apply to predicting without --run (the offline default / a preset); "
                              "with --run the predictions go to --out only")
-    kw = ({"json": args.json, "fps": 5.0 if args.fps is None else args.fps} if offline
+    preset = args.preset or "default"
+    kw = ({"json": args.json, "fps": 5.0 if args.fps is None else args.fps, "preset": preset} if offline
           else {"features": args.features, "backend": args.backend or "torch", "seed": args.seed})
     if offline and args.seed is not None:
         raise ValueError("--seed chooses one run of a --run folder of `train --seeds`")
-    from affectfuse.inference.offline import format_summary
+    from affectfuse.inference.preset import check_preset
+
+    check_preset(preset)
+    if preset != "best" and (args.require_all or args.models):
+        raise ValueError(f"{'--require-all' if args.require_all else '--models'} applies to --preset best")
+    if preset == "best":
+        kw.update(require_all=args.require_all, models=args.models)
     from affectfuse.inference.predictor import predict
+    from affectfuse.inference.preset import preset_report
     from affectfuse.reporting import prediction_report
 
     res = predict(args.videos, args.run_dir, out=args.out, workers=args.workers, progress=progress_bars(args), log=_log, **kw)
-    if offline and args.report:
+    if offline and args.report and res.preset is not None:
+        res.written.append(preset_report(res.preset, Path(args.report)))
+    elif offline and args.report:
         res.written.append(prediction_report(res.prediction.to_frame(res.prediction.FRAME_TABLE), Path(args.report),
                                              summary=res.summary, value_columns=list(res.prediction.names),
                                              failures=res.failures,
                                              title="affectfuse predict: facial expressions (offline default)"))
     if offline and len(res.summary):
-        print(format_summary(res.summary))
+        print(res.summary_text())
     for f in res.failures:
         print(f"FAILED {f.video_id}: {f.message}", file=sys.stderr)
     rows = len(res.prediction)

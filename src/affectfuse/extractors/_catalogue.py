@@ -1,10 +1,11 @@
 """Published pretrained affect models that users fetch themselves: where each comes from, its licence, its hash.
 
 Nothing here is bundled or fetched behind the user's back: ``affectfuse fetch-models NAME...`` (or
-:func:`fetch_model`) downloads a model into ``$AFFECTFUSE_CACHE/models/<name>/`` and checks it; the extractors
-(``hsemotion``, ``audeering_dim``) read it from there, or from a local path, or (for hub models) from the Hugging
-Face cache. Models are read as ONNX graphs or as safetensors / ``weights_only`` state dicts — never by
-unpickling a whole model.
+:func:`fetch_model`) downloads a model into ``$AFFECTFUSE_CACHE/models/<name>/`` (``$AFFECTFUSE_MODELS/<name>/``
+when that variable names another folder of models) and checks it; the extractors (``hsemotion``,
+``audeering_dim``) read it from there, or from a local path, or (for hub models) from the Hugging Face cache.
+Models are read as ONNX graphs or as safetensors / ``weights_only`` state dicts — never by unpickling a whole
+model.
 
 Verification. A file whose SHA-256 the catalogue pins is refused unless it matches. Where the catalogue has no
 pin (``sha256=None``: nobody here could read the real hash, and a made-up one would be worse than none), the file
@@ -34,6 +35,7 @@ __all__ = [
     "PublishedModel",
     "CATALOGUE",
     "ModelFetchError",
+    "MODELS_ENV",
     "models_dir",
     "model_dir",
     "sha256_file",
@@ -139,9 +141,14 @@ def is_url(s: str) -> bool:
     return s.startswith(("https://", "http://"))
 
 
+#: an environment variable naming another folder of models (``<folder>/<name>/``) instead of the cache's
+MODELS_ENV = "AFFECTFUSE_MODELS"
+
+
 def models_dir() -> Path:
-    """``$AFFECTFUSE_CACHE/models``."""
-    return cache_dir() / "models"
+    """``$AFFECTFUSE_MODELS`` when set, else ``$AFFECTFUSE_CACHE/models``."""
+    env = os.environ.get(MODELS_ENV, "").strip()
+    return Path(env).expanduser() if env else cache_dir() / "models"
 
 
 def model_dir(name: str) -> Path:

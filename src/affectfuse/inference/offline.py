@@ -183,7 +183,8 @@ def frame_table(fs: FeatureSet) -> pd.DataFrame:
 
 
 def summarize(frames, video_id: str, *, path: str = "", duration: float = float("nan"),
-              declared: float | None = None, notes: Sequence[str] = ()) -> dict[str, Any]:
+              declared: float | None = None, notes: Sequence[str] = (), classes: Sequence[str] = OFFLINE_CLASSES,
+              labels: Sequence[str] | None = None) -> dict[str, Any]:
     """One video's summary from its per-frame rows.
 
     The class columns are mean probabilities over the frames with a face (NaN when none has one);
@@ -199,10 +200,17 @@ def summarize(frames, video_id: str, *, path: str = "", duration: float = float(
         duration: seconds the file holds (decodable).
         declared: seconds its container declares (None: unknown); differs from ``duration`` when truncated.
         notes: what is wrong or unusual with the file (truncation, a stream that ends early, ...).
+        classes: the class score columns of ``frames`` (default :data:`OFFLINE_CLASSES`).
+        labels: the name ``dominant`` gives each of ``classes`` (default: the column names), e.g. ``"Anger"``
+            for a column ``hsemotion_anger``.
 
     Returns:
-        a dict with :data:`SUMMARY_COLUMNS` keys.
+        a dict with :data:`SUMMARY_COLUMNS` keys (with ``classes`` as the class columns).
     """
+    classes = list(classes)
+    labels = classes if labels is None else list(labels)
+    if len(labels) != len(classes):
+        raise ValueError(f"summarize: {len(labels)} labels for {len(classes)} classes")
     n = len(frames)
     face = frames["face"].to_numpy(dtype=bool)
     out: dict[str, Any] = {"video_id": video_id, "path": str(path), "duration_s": float(duration),
@@ -210,17 +218,17 @@ def summarize(frames, video_id: str, *, path: str = "", duration: float = float(
                            "face_fraction": float(face.mean()) if n else 0.0,
                            "declared_s": float("nan") if declared is None else float(declared),
                            "notes": "; ".join(notes)}
-    probs = frames[list(OFFLINE_CLASSES)].to_numpy(dtype=np.float64)  # (n, 7)
+    probs = frames[classes].to_numpy(dtype=np.float64)  # (n, K)
     times = frames["time"].to_numpy(dtype=np.float64)
     if not face.any():
-        out.update({c: float("nan") for c in OFFLINE_CLASSES})
+        out.update({c: float("nan") for c in classes})
         out.update(dominant="", peak_prob=float("nan"), peak_time=float("nan"), peak_start=float("nan"),
                    peak_end=float("nan"))
         return out
-    means = probs[face].mean(axis=0)  # (7,)
-    out.update({c: float(m) for c, m in zip(OFFLINE_CLASSES, means)})
+    means = probs[face].mean(axis=0)  # (K,)
+    out.update({c: float(m) for c, m in zip(classes, means)})
     k = int(np.argmax(means))
-    cls = OFFLINE_CLASSES[k]
+    cls = labels[k]
     col = np.where(face, probs[:, k], -np.inf)
     peak = int(np.argmax(col))
     in_run = face & (frames["dominant"].to_numpy(dtype=object) == cls)

@@ -1,9 +1,10 @@
 """Predictions on new videos: ``predict(videos, run=None)``, the public entry of ``affectfuse predict``.
 
 Without a run it is the offline default (:mod:`affectfuse.inference.offline`: face-api expression
-probabilities per sampled frame and a summary per video); with a run, :func:`predict_videos`: decode →
-extract (as in training) → model → the run's recorded post-processing. Either way the result is one
-:class:`~affectfuse.types.Prediction` plus the inputs that could not be scored.
+probabilities per sampled frame and a summary per video) or, with ``preset="best"``, the published face and
+voice affect models where their weights are present (:mod:`affectfuse.inference.preset`); with a run,
+:func:`predict_videos`: decode → extract (as in training) → model → the run's recorded post-processing. Either
+way the result is one :class:`~affectfuse.types.Prediction` plus the inputs that could not be scored.
 
 The run records, per modality, the store key it was trained on and the identity of the extractor that made
 it: the extractor's name, the keyword arguments it was created with and the sampling of its input (frames,
@@ -24,12 +25,23 @@ import pandas as pd
 from affectfuse.extraction import ExtractConfig, ExtractReport, extract
 from affectfuse.features.store import FeatureStore
 from affectfuse.inference.offline import OFFLINE_CLASSES, Failure, format_summary, predict_offline, write_outputs
+from affectfuse.inference.preset import (
+    BEST_TABLE,
+    PresetResult,
+    check_preset,
+    format_preset_summary,
+    predict_best,
+    write_preset_outputs,
+)
 from affectfuse.inference.run import Run, load_run, score_dataset, use_backend
 from affectfuse.inference.seeds import select_runs
 from affectfuse.io.inputs import list_inputs
 from affectfuse.types import Prediction
 
 __all__ = ["predict", "PredictResult", "predict_videos", "extraction_plan"]
+
+#: keywords of ``predict`` that only ``preset="best"`` takes
+_BEST_ONLY = {"voice_window", "voice_hop", "min_speech", "require_all", "models"}
 
 
 def extraction_plan(run: Run) -> list[tuple[ExtractConfig, dict[str, str]]]:
@@ -181,21 +193,42 @@ class PredictResult:
     """What :func:`predict` gives.
 
     Attributes:
-        prediction: the offline default's per-frame expression table (:attr:`Prediction.FRAME_TABLE`), or the
-            run's predictions (one row per clip, or per frame for frame-level tasks; :attr:`Prediction.RUN`).
+        prediction: the offline default's per-frame expression table (:attr:`Prediction.FRAME_TABLE`; with
+            ``preset="best"`` :data:`~affectfuse.inference.preset.BEST_TABLE`), or the run's predictions (one row
+            per clip, or per frame for frame-level tasks; :attr:`Prediction.RUN`).
         failures: inputs that could not be scored, each with a message naming the file.
         summary: offline default: one row per video (``offline.SUMMARY_COLUMNS``); None with a run.
         written: the files written (``out=`` given).
+        preset: with ``preset="best"``: the :class:`~affectfuse.inference.preset.PresetResult` (models found or
+            missing, each column's model / licence / weights, sampling); None otherwise.
     """
 
     prediction: Prediction
     failures: list[Failure] = field(default_factory=list)
     summary: pd.DataFrame | None = None
     written: list[Path] = field(default_factory=list)
+    preset: PresetResult | None = None
+
+    @property
+    def layout(self) -> Prediction.Layout:
+        """The table layout of :attr:`prediction` (what :meth:`Prediction.to_frame` / ``write`` should use)."""
+        if self.preset is not None:
+            return BEST_TABLE
+        return Prediction.FRAME_TABLE if self.summary is not None else Prediction.RUN
+
+    def summary_text(self) -> str:
+        """One line per video (offline default / preset); "" with a run."""
+        if self.summary is None or not len(self.summary):
+            return ""
+        if self.preset is not None:
+            return format_preset_summary(self.preset)
+        return format_summary(self.summary)
 
     def text(self) -> str:
-        """A few human-readable lines: one per video (offline default) or a count, then the failures."""
-        lines = [format_summary(self.summary)] if self.summary is not None and len(self.summary) else []
+        """A few human-readable lines: the models found or missing (preset), one per video (offline default) or
+        a count, then the failures."""
+        lines = [s.line() for s in self.preset.models] if self.preset is not None else []
+        lines += [self.summary_text()] if self.summary is not None and len(self.summary) else []
         if self.summary is None:
             lines.append(f"{len(self.prediction)} prediction rows for {len(set(self.prediction.video_ids))} video(s)")
         lines += [f"FAILED {f.video_id}: {f.message}" for f in self.failures]
@@ -205,8 +238,8 @@ class PredictResult:
 def predict(videos: Iterable[str | Path] | str | Path, run: str | Path | Run | None = None, *,
             out: str | Path | None = None, json: bool = False, features: str | Path | None = None, workers: int = 1,
             fps: float = 5.0, progress: bool = True, log: Callable[[str], Any] = lambda *_: None,
-            backend: str = "torch", seed: int | None = None, **offline: Any) -> PredictResult:
-    """Score media files with a trained run, or with the offline default when ``run`` is None.
+            backend: str = "torch", seed: int | None = None, preset: str = "default", **offline: Any) -> PredictResult:
+    """Score media files with a trained run, or without one with a preset: the offline default, or ``"best"``.
 
     Args:
         videos: files, folders (searched recursively) or CSV / .txt lists.
@@ -221,29 +254,44 @@ def predict(videos: Iterable[str | Path] | str | Path, run: str | Path | Run | N
         backend: with a run: ``"torch"``, ``"onnx"`` or ``"auto"`` (see :func:`predict_videos`).
         seed: ``run`` is a folder of ``train --seeds``: this seed's run only (default: the ensemble of every
             seed, the mean of their predictions).
-        **offline: offline default only: ``window``, ``detector``, ``margin``, ``max_side``
-            (see :func:`~affectfuse.inference.offline.predict_offline`).
+        preset: without a run: ``"default"`` (the offline default) or ``"best"`` (published face and voice affect
+            models where their weights are present, the offline default elsewhere; see
+            :mod:`affectfuse.inference.preset`).
+        **offline: without a run: ``window``, ``detector``, ``margin``, ``max_side`` (see
+            :func:`~affectfuse.inference.offline.predict_offline`); with ``preset="best"`` also ``voice_window``,
+            ``voice_hop``, ``min_speech``, ``require_all``, ``models`` (see
+            :func:`~affectfuse.inference.preset.predict_best`).
 
     Returns:
         a :class:`PredictResult`.
 
     Raises:
-        ValueError: bad parameters, or (with a run) no video could be processed.
+        ValueError: bad parameters or an unknown preset, or (with a run) no video could be processed.
+        FileNotFoundError: ``preset="best"`` with ``require_all=True`` and a published model is missing.
     """
+    check_preset(preset)
     if run is None:
         if seed is not None:
             raise ValueError(f"seed={seed} chooses one run of a folder of `train --seeds` (predict with a run)")
         if backend != "torch":
             raise ValueError(f"backend={backend!r} chooses what runs a trained run's model (predict with a run); the "
                              "offline default's extractors pick their own (ONNX Runtime where installed)")
+        if preset == "best":
+            res = predict_best(videos, fps=fps, workers=workers, progress=progress, features=features, log=log,
+                               **offline)
+            written = write_preset_outputs(res, out, json_out=json) if out is not None else []
+            return PredictResult(res.prediction(), res.failures, res.summary, written, preset=res)
+        only_best = sorted(set(offline) & _BEST_ONLY)
+        if only_best:
+            raise ValueError(f"{', '.join(only_best)} apply to preset='best'")
         frames, summary, failures = predict_offline(videos, fps=fps, workers=workers, progress=progress,
                                                     features=features, **offline)
         pred = Prediction.from_frame(frames, Prediction.FRAME_TABLE, names=list(OFFLINE_CLASSES), classification=True)
         written = write_outputs(frames, summary, failures, out, json_out=json, fps=fps) if out is not None else []
         return PredictResult(pred, failures, summary, written)
-    if offline or json:
-        raise ValueError(f"{', '.join(sorted(offline) + (['json'] if json else []))} apply to the offline default "
-                         "(predict without a run)")
+    if offline or json or preset != "default":
+        given = sorted(offline) + (["json"] if json else []) + ([f"preset={preset!r}"] if preset != "default" else [])
+        raise ValueError(f"{', '.join(given)} apply to predicting without a run (the offline default / a preset)")
     videos = [videos] if isinstance(videos, (str, Path)) else list(videos)
     paths = dict(list_inputs(videos, images=True))
     runs = [run] if isinstance(run, Run) else select_runs(run, seed)

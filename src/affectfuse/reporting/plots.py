@@ -15,6 +15,7 @@ The numbers drawn are computed here so that they can be checked:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -34,6 +35,8 @@ __all__ = [
     "plot_confusion",
     "plot_f1_bars",
     "plot_timeline",
+    "plot_affect_timeline",
+    "Curve",
     "use_script_fonts",
 ]
 
@@ -394,27 +397,8 @@ def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
     return list(zip(np.nonzero(d == 1)[0], np.nonzero(d == -1)[0] - 1))
 
 
-def plot_timeline(times: np.ndarray, values: np.ndarray, names: Sequence[str], path: str | Path, *,
-                  face: np.ndarray | None = None, title: str = "", ylabel: str = "score") -> Path:
-    """Scores of one video over time; stretches without a face shaded grey.
-
-    Args:
-        times: seconds of each row (sorted).
-        values: one column per score.
-        names: score names (legend).
-        face: bool per row, False where no face was found (shaded); None = every row has a face.
-
-    Shape:
-        times ``(T,)``, values ``(T, K)``, face ``(T,)``.
-    """
-    t = np.asarray(times, dtype=np.float64)
-    v = np.asarray(values, dtype=np.float64)
-    if v.ndim == 1:
-        v = v[:, None]
-    if v.shape[0] != t.shape[0] or v.shape[1] != len(names):
-        raise ValueError(f"plot_timeline: values {v.shape} must be ({t.shape[0]}, {len(names)})")
-    fig = _figure(9.0, 3.6)
-    ax = fig.subplots()
+def _draw_scores(ax, t: np.ndarray, v: np.ndarray, names: Sequence[str], face: np.ndarray | None) -> None:
+    """Score curves of one video on ``ax``, stretches without a face shaded grey (0..1 axis for probabilities)."""
     mk = "o" if len(t) <= 40 else None
     for j, (name, c) in enumerate(zip(names, _colors(len(names)))):
         ax.plot(t, v[:, j], color=c, lw=1.4, marker=mk, ms=3, label=name)
@@ -429,9 +413,141 @@ def plot_timeline(times: np.ndarray, values: np.ndarray, names: Sequence[str], p
     fin = v[np.isfinite(v)]
     if fin.size == 0 or (fin.min() >= 0.0 and fin.max() <= 1.0):  # probabilities / intensities: the full 0..1 axis
         ax.set_ylim(-0.03, 1.03)
+
+
+def _check_timeline(times, values, names) -> tuple[np.ndarray, np.ndarray]:
+    t = np.asarray(times, dtype=np.float64)
+    v = np.asarray(values, dtype=np.float64)
+    if v.ndim == 1:
+        v = v[:, None]
+    if v.shape[0] != t.shape[0] or v.shape[1] != len(names):
+        raise ValueError(f"plot_timeline: values {v.shape} must be ({t.shape[0]}, {len(names)})")
+    return t, v
+
+
+def plot_timeline(times: np.ndarray, values: np.ndarray, names: Sequence[str], path: str | Path, *,
+                  face: np.ndarray | None = None, title: str = "", ylabel: str = "score") -> Path:
+    """Scores of one video over time; stretches without a face shaded grey.
+
+    Args:
+        times: seconds of each row (sorted).
+        values: one column per score.
+        names: score names (legend).
+        face: bool per row, False where no face was found (shaded); None = every row has a face.
+
+    Shape:
+        times ``(T,)``, values ``(T, K)``, face ``(T,)``.
+    """
+    t, v = _check_timeline(times, values, names)
+    fig = _figure(9.0, 3.6)
+    ax = fig.subplots()
+    _draw_scores(ax, t, v, names, face)
     ax.set_xlabel("time (s)")
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
     ax.set_title(title)
+    return _save(fig, path)
+
+
+@dataclass(frozen=True)
+class Curve:
+    """One dimensional-affect curve of :func:`plot_affect_timeline`.
+
+    Attributes:
+        label: legend text (the dimension, its model and licence).
+        times: seconds of each value.
+        values: the values; NaN = none there (the line breaks).
+        side: ``"left"`` (the left axis' scale, e.g. face valence in -1..1) or ``"right"`` (e.g. voice in 0..1).
+        color: a matplotlib colour (default: by order).
+
+    Shape:
+        times ``(T,)``, values ``(T,)``.
+    """
+
+    label: str
+    times: np.ndarray
+    values: np.ndarray
+    side: str = "left"
+    color: str | None = None
+
+
+def _aligned_limits(curves: Sequence[Curve], left: tuple[float, float], right: tuple[float, float]
+                    ) -> tuple[tuple[float, float], tuple[float, float]]:
+    """Limits of the two axes, mapped linearly onto each other (``left`` ↔ ``right``) and widened to the data."""
+    scale = (right[1] - right[0]) / (left[1] - left[0])
+    to_left = lambda r: left[0] + (r - right[0]) / scale  # noqa: E731
+    lo, hi = left
+    for c in curves:
+        v = np.asarray(c.values, np.float64)
+        v = v[np.isfinite(v)]
+        if v.size:
+            a, b = (v.min(), v.max()) if c.side == "left" else (to_left(v.min()), to_left(v.max()))
+            lo, hi = min(lo, float(a)), max(hi, float(b))
+    pad = 0.04 * (hi - lo)
+    lo, hi = lo - pad, hi + pad
+    return (lo, hi), (right[0] + (lo - left[0]) * scale, right[0] + (hi - left[0]) * scale)
+
+
+def plot_affect_timeline(times: np.ndarray, values: np.ndarray, names: Sequence[str], curves: Sequence[Curve],
+                         path: str | Path, *, face: np.ndarray | None = None, title: str = "",
+                         left: tuple[str, float, float] = ("face: valence / arousal", -1.0, 1.0),
+                         right: tuple[str, float, float] = ("voice: arousal / valence", 0.0, 1.0)) -> Path:
+    """Expression scores over time (top, as :func:`plot_timeline`) and dimensional affect on the same time axis
+    below: ``left``-side curves on the left axis, ``right``-side ones on the right, the two scales aligned so that
+    ``left``'s range meets ``right``'s (by default face -1..1 beside voice 0..1: 0 on the left is 0.5 on the right).
+    Face stretches without a face are shaded grey in both panels.
+
+    Args:
+        times: seconds of each expression row (sorted).
+        values: expression scores, one column per name.
+        names: expression names (legend).
+        curves: the dimensional curves, each at its own times.
+        face: bool per expression row, False where no face was found; None = every row has a face.
+        left / right: ``(axis label, low, high)`` of each side's nominal range.
+
+    Shape:
+        times ``(T,)``, values ``(T, K)``, face ``(T,)``; each curve ``(T_c,)``.
+    """
+    t, v = _check_timeline(times, values, names)
+    for c in curves:
+        if c.side not in ("left", "right") or np.shape(c.times) != np.shape(c.values):
+            raise ValueError(f"plot_affect_timeline: curve {c.label!r}: side must be 'left' or 'right' and times / "
+                             f"values the same shape; got {c.side!r}, {np.shape(c.times)} / {np.shape(c.values)}")
+    fig = _figure(10.0, 6.4)
+    top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=(1.0, 1.0))
+    _draw_scores(top, t, v, names, face)
+    top.set_ylabel("expression")
+    top.grid(alpha=0.3)
+    top.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    top.set_title(title)
+    twin = bottom.twinx()
+    (llo, lhi), (rlo, rhi) = _aligned_limits(curves, left[1:], right[1:])
+    bottom.set_ylim(llo, lhi)
+    twin.set_ylim(rlo, rhi)
+    bottom.axhline(0.5 * (left[1] + left[2]), color="0.5", lw=0.8, ls=":")
+    if face is not None and len(t):
+        dt = float(np.median(np.diff(t))) if len(t) > 1 else 1.0
+        for a, b in _runs(~np.asarray(face, bool)):
+            bottom.axvspan(t[a] - dt / 2, t[b] + dt / 2, color="0.6", alpha=0.25, lw=0)
+    colors = _colors(len(curves))
+    handles = []
+    for c, col in zip(curves, colors):
+        ax = bottom if c.side == "left" else twin
+        x, y = np.asarray(c.times, np.float64), np.asarray(c.values, np.float64)
+        mk = "o" if len(x) <= 60 else None
+        (h,) = ax.plot(x, y, color=c.color or col, lw=1.5, ls="-" if c.side == "left" else "--", marker=mk,
+                       ms=3, label=c.label)
+        handles.append(h)
+    blank = [c.label.split(" — ")[0] for c in curves if not np.isfinite(np.asarray(c.values, np.float64)).any()]
+    if not curves or blank:
+        bottom.text(0.99, 0.03, f"no values: {', '.join(blank)}" if curves else "no valence / arousal model ran",
+                    transform=bottom.transAxes, ha="right", va="bottom", color="0.35", fontsize=8)
+    bottom.set_ylabel(f"{left[0]} ({left[1]:g}..{left[2]:g})", fontsize=8)
+    twin.set_ylabel(f"{right[0]} ({right[1]:g}..{right[2]:g})", fontsize=8)
+    bottom.set_xlabel("time (s)")
+    bottom.grid(alpha=0.3)
+    if handles:
+        bottom.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(0.0, -0.22), ncol=1,
+                      frameon=False)
     return _save(fig, path)

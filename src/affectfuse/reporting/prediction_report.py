@@ -1,8 +1,10 @@
 """The HTML report of predictions on new videos (:func:`prediction_report`): a timeline per video with no-face
-stretches shaded, and per-video means."""
+stretches shaded, and per-video means; with :class:`AffectColumn` curves, dimensional affect (valence, arousal)
+on the same time axis below the expression timeline, each curve labelled with its model and licence."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -13,7 +15,39 @@ from affectfuse._paths import unique_names
 from affectfuse.reporting import plots
 from affectfuse.reporting.html import Page
 
-__all__ = ["prediction_report"]
+__all__ = ["prediction_report", "AffectColumn"]
+
+
+@dataclass(frozen=True)
+class AffectColumn:
+    """A dimensional-affect column drawn below the expression timeline by :func:`prediction_report`.
+
+    Attributes:
+        column: its column in ``frames``.
+        label: legend text: the dimension, its model and licence (``"face valence — hsemotion-... (Apache-2.0)"``).
+        side: ``"left"`` (the -1..1 scale: face valence / arousal) or ``"right"`` (0..1: voice arousal / valence).
+        time_column: the column holding the time each value belongs to when it is not the row's own ``time``
+            (e.g. the centre of the audio window a voice value comes from); the curve is then drawn once per
+            distinct time, not as a staircase over the frames.
+        color: a matplotlib colour (default: by order), e.g. one per dimension for face and voice alike.
+    """
+
+    column: str
+    label: str
+    side: str = "left"
+    time_column: str | None = None
+    color: str | None = None
+
+
+def _curve(g: pd.DataFrame, t: np.ndarray, a: AffectColumn) -> plots.Curve:
+    y = pd.to_numeric(g[a.column], errors="coerce").to_numpy(np.float64)
+    if a.time_column is None:
+        return plots.Curve(a.label, t, y, a.side, a.color)
+    x = pd.to_numeric(g[a.time_column], errors="coerce").to_numpy(np.float64)
+    keep = np.isfinite(x)
+    x, y = x[keep], y[keep]
+    x, first = np.unique(x, return_index=True)  # one point per window, in time order
+    return plots.Curve(a.label, x, y[first], a.side, a.color)
 
 
 _NOT_SCORES = {"time", "frame", "frames", "index", "face", "valid", "row", "x", "y", "w", "h", "x0", "y0", "x1", "y1",
@@ -42,7 +76,8 @@ def _as_bool(col: pd.Series) -> np.ndarray:
 
 def prediction_report(frames: pd.DataFrame, out_dir, *, summary: pd.DataFrame | None = None,
                       title: str = "affectfuse predictions", value_columns: list[str] | None = None,
-                      failures: Sequence[Any] = ()) -> Path:
+                      failures: Sequence[Any] = (), affect: Sequence[AffectColumn] = (),
+                      provenance: Sequence[Sequence[Any]] = (), notes: Sequence[str] = ()) -> Path:
     """An HTML report of predictions on new videos: one timeline per video and tables.
 
     Args:
@@ -56,12 +91,18 @@ def prediction_report(frames: pd.DataFrame, out_dir, *, summary: pd.DataFrame | 
         value_columns: the score columns; default every numeric column except time / frame / face / valid, face
             detection columns (``face_*``, e.g. ``face_score``) and box coordinates (``box*``, ``bbox*``, ``x0``..
             ``y1``, ``left``.. ``height``).
+        affect: dimensional columns drawn on the same time axis below the expression timeline (one figure per
+            video, :func:`~affectfuse.reporting.plots.plot_affect_timeline`); left out of the default
+            ``value_columns``.
+        provenance: rows ``(column, model, licence, weights)`` shown as a table: which model made each column.
+        notes: lines shown first (e.g. which published models were missing and how to get them).
 
     Returns:
         the path of ``index.html``; next to it ``timeline_<video>.png`` per video (no-face stretches shaded grey).
 
     Raises:
-        ValueError: ``frames`` has no ``video_id`` column, or ``value_columns`` names a missing column.
+        ValueError: ``frames`` has no ``video_id`` column, or ``value_columns`` / ``affect`` names a missing
+            column.
     """
     if not isinstance(frames, pd.DataFrame):
         raise TypeError(f"prediction_report: frames must be a pandas DataFrame, got {type(frames).__name__}")
@@ -70,12 +111,21 @@ def prediction_report(frames: pd.DataFrame, out_dir, *, summary: pd.DataFrame | 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     plots.use_script_fonts()  # ids in any script: drawn where a font for it is installed
-    cols = list(value_columns) if value_columns is not None else _default_value_columns(frames)
+    affect = list(affect)
+    dims = {a.column for a in affect} | {a.time_column for a in affect if a.time_column}
+    cols = (list(value_columns) if value_columns is not None
+            else [c for c in _default_value_columns(frames) if c not in dims])
     missing = [c for c in cols if c not in frames.columns]
     if missing:
         raise ValueError(f"prediction_report: value_columns {missing} are not columns of frames; it has "
                          f"{list(frames.columns)}")
+    missing = sorted(c for c in dims if c not in frames.columns)
+    if missing:
+        raise ValueError(f"prediction_report: affect columns {missing} are not columns of frames; it has "
+                         f"{list(frames.columns)}")
     page = Page(title)
+    for line in notes:
+        page.note(line)
     has_face = "face" in frames.columns
     has_time = "time" in frames.columns
     vids = list(pd.unique(frames["video_id"].astype(str)))
@@ -90,6 +140,9 @@ def prediction_report(frames: pd.DataFrame, out_dir, *, summary: pd.DataFrame | 
         page.note("no time column: rows are plotted in their order (x = row number)")
     if not cols:
         page.note("no numeric score column in the predictions: nothing to plot")
+    if provenance:
+        page.h2("Models and licences")
+        page.table(["column(s)", "model", "licence", "weights"], provenance)
     if summary is not None:
         page.h2("Per clip")
         page.table(list(summary.columns), summary.itertuples(index=False, name=None))
@@ -113,10 +166,18 @@ def prediction_report(frames: pd.DataFrame, out_dir, *, summary: pd.DataFrame | 
         if not cols:
             continue
         stem = f"timeline_{names[v]}"
-        f = plots.plot_timeline(t, vals, [str(c) for c in cols], out / f"{stem}.png", face=face if has_face else None,
-                                title=f"{v}" + (f" — no face in {int((~face).sum())} of {len(face)} frames"
-                                                if has_face and (~face).any() else ""))
-        plots_html.append((f.name, f"{v}: scores over time" + ("; grey = no face found" if has_face else "")))
+        head = f"{v}" + (f" — no face in {int((~face).sum())} of {len(face)} frames" if has_face and (~face).any()
+                         else "")
+        if affect:
+            f = plots.plot_affect_timeline(t, vals, [str(c) for c in cols], [_curve(g, t, a) for a in affect],
+                                           out / f"{stem}.png", face=face if has_face else None, title=head)
+            cap = (f"{v}: expressions (top) and valence / arousal (below) on one time axis; face on the left scale "
+                   "(solid), voice on the right scale (dashed)")
+        else:
+            f = plots.plot_timeline(t, vals, [str(c) for c in cols], out / f"{stem}.png",
+                                    face=face if has_face else None, title=head)
+            cap = f"{v}: scores over time"
+        plots_html.append((f.name, cap + ("; grey = no face found" if has_face else "")))
 
     page.h2("Per video: mean over frames with a face" if has_face else "Per video: mean over frames")
     page.table(["video", "frames", "face frames"] + [str(c) for c in cols], means)

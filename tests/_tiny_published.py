@@ -1,0 +1,66 @@
+"""Tiny randomly initialised stand-ins of the published affect models, in their real file formats.
+
+Shared by ``tests/extractors/test_published.py`` and ``tests/test_preset_best.py``: an ONNX graph with EmotiEffLib's
+input / output names and shapes (``input`` (B, 3, S, S) -> ``output`` (B, n_out)) and a wav2vec 2.0 + regression
+head folder written by ``save_pretrained`` with audEERING's module names and ``id2label``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import torch
+
+
+class TinyEnet(torch.nn.Module):
+    """Stands in for EfficientNet-B0: (B, 3, S, S) -> (B, n_out)."""
+
+    def __init__(self, n_out: int = 10) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 6, 8, stride=8)
+        self.fc = torch.nn.Linear(6, n_out)
+
+    def forward(self, x):
+        return self.fc(torch.relu(self.conv(x)).mean(dim=(2, 3))) * 3.0
+
+
+def export_tiny(path: Path, n_out: int = 10, size: int = 224, seed: int = 0) -> TinyEnet:
+    """Export as EmotiEffLib's convert_pt_to_onnx does: input ``input``, output ``output``, dynamic batch."""
+    torch.manual_seed(seed)
+    net = TinyEnet(n_out).eval()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter's notes
+        torch.onnx.export(net, (torch.randn(1, 3, size, size),), str(path), input_names=["input"],
+                          output_names=["output"], dynamic_axes={"input": {0: "batch_size"}, "output": {0: "batch_size"}},
+                          opset_version=17, dynamo=False)
+    return net
+
+
+def tiny_w2v2_config(**kw):
+    from transformers import Wav2Vec2Config
+
+    base = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=48,
+                conv_dim=(16,) * 7, feat_extract_norm="layer", do_stable_layer_norm=True,
+                num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2, num_labels=3,
+                id2label={0: "arousal", 1: "dominance", 2: "valence"},
+                label2id={"arousal": 0, "dominance": 1, "valence": 2}, final_dropout=0.1)
+    return Wav2Vec2Config(**{**base, **kw})
+
+
+def save_tiny_ser(d: Path, bias: tuple[float, float, float] = (0.5, 0.4, 0.6), seed: int = 0) -> Path:
+    """A tiny audEERING-layout model (wav2vec2 + ``classifier.dense`` / ``classifier.out_proj``) saved to ``d`` with
+    its ``preprocessor_config.json``; the head's bias is set so that the outputs are visibly away from zero."""
+    from transformers import Wav2Vec2FeatureExtractor
+
+    from affectfuse.extractors.audio.speech_emotion import dimensional_emotion_class
+
+    torch.manual_seed(seed)
+    model = dimensional_emotion_class()(tiny_w2v2_config()).eval()
+    with torch.no_grad():  # a head with visible outputs (random init has tiny biases)
+        model.classifier.out_proj.bias.copy_(torch.tensor(bias))
+    model.save_pretrained(d)
+    Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16000, padding_value=0.0, do_normalize=True,
+                             return_attention_mask=True).save_pretrained(d)
+    return d
