@@ -250,6 +250,23 @@ def test_postprocess_for_task_smooths_frame_regression_only():
         PostProcess(activation="relu").validate()
 
 
+def test_postprocess_says_which_outputs_are_bounded():
+    from affectfuse.tasks.postprocess import PostProcess
+
+    rng = np.random.default_rng(1)
+    raw = rng.normal(0, 3, (200, 3)).astype(np.float32)
+    for post in (PostProcess(), PostProcess(activation="sigmoid"), PostProcess(activation="softmax"),
+                 PostProcess(clip=(-1.0, 1.0), smoothing=(3, 3, 3))):
+        out = post.apply(raw, video_ids=["v"] * 200, frames=np.arange(200))
+        rng_ = post.output_range()
+        if rng_ is None:  # raw regression outputs: values outside any target range do occur
+            assert post.activation == "none" and post.clip is None and (out < 0).any() and (out > 1).any()
+        else:
+            assert out.min() >= rng_[0] and out.max() <= rng_[1]
+    assert PostProcess(activation="sigmoid").output_range() == (0.0, 1.0)
+    assert PostProcess(clip=(-1.0, 1.0)).output_range() == (-1.0, 1.0)
+
+
 def test_postprocess_apply_smooths_each_video_in_frame_order():
     from affectfuse.tasks.postprocess import PostProcess
 

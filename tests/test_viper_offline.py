@@ -55,6 +55,11 @@ def test_viper_offline_features_train_viper(tmp_path):
                                  tmp_path / "pred.csv", progress=False, log=lambda *_: None)
     assert report.failed == [] and res.values.shape == (1, 7)
     assert (tmp_path / "pred.csv").read_text().splitlines()[0].startswith("video_id,Adoration")
+    import pandas as pd
+
+    cols = pd.read_csv(tmp_path / "pred.columns.csv")  # the values are raw outputs: said next to the table
+    assert cols["column"].tolist() == res.names and (cols["output_range"] == "unbounded").all()
+    assert (cols["trained_range"] == "[0.0, 1.0]").all() and cols["note"].str.contains("not clipped").all()
     # the same through the command line, on two videos
     rc = main(["predict", str(tmp_path / "gen" / "videos" / "generated_0002.mp4"),
                str(tmp_path / "gen" / "videos" / "generated_0003.mp4"), "--run", str(tmp_path / "run"),

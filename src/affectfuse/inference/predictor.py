@@ -159,11 +159,44 @@ def predict_videos(videos: Iterable[str | Path], run: str | Path | Run, out_csv:
             tmp.cleanup()
 
 
+def value_columns(run: Run, pred: Prediction) -> "pd.DataFrame":
+    """What each value column of a run's predictions holds: ``column, task, trained_range, output_range, note``.
+
+    ``output_range`` is what the values are guaranteed to lie in (an activation or the recorded clipping), or
+    ``unbounded``: raw regression outputs are not clipped to the targets' range (ViPER's intensities can come
+    out below 0); ``trained_range`` is the range of the targets the run learnt.
+    """
+    out_rng, task = run.postprocess.output_range(), run.task
+    trained = task.value_range if not task.is_classification else (0.0, 1.0)
+    rows = []
+    for name in pred.names:
+        col = f"p_{name}" if pred.classification else name
+        if out_rng is None:
+            note = (f"raw regression output, not clipped: may fall outside {list(trained)} (clip it yourself, or "
+                    f"train with a bounded loss such as mse_ce)") if trained else "raw regression output, not clipped"
+        elif pred.classification:
+            note = "class probability (softmax); `prediction` holds the argmax class"
+        else:
+            note = f"bounded by the run's post-processing ({run.postprocess.activation}, clip {run.postprocess.clip})"
+        rows.append({"column": col, "task": task.name, "trained_range": "" if trained is None else list(trained),
+                     "output_range": "unbounded" if out_rng is None else list(out_rng), "note": note})
+    return pd.DataFrame(rows, columns=["column", "task", "trained_range", "output_range", "note"])
+
+
+def _write_columns(run: Run, pred: Prediction, out_csv: str | Path) -> Path:
+    out = Path(out_csv)
+    path = out.with_name(out.stem + ".columns.csv")
+    value_columns(run, pred).to_csv(path, index=False)
+    return path
+
+
 def _write(run: Run, ds, out_csv: str | Path, log) -> Prediction:
     pred, _ = score_dataset(run.model, ds, run.postprocess)
     if out_csv is not None:
         pred.write(out_csv, Prediction.RUN)
-        log(f"wrote {len(pred)} prediction rows for {len(ds.video_ids)} video(s) to {out_csv}")
+        cols = _write_columns(run, pred, out_csv)
+        log(f"wrote {len(pred)} prediction rows for {len(ds.video_ids)} video(s) to {out_csv} (what each column "
+            f"holds and its range: {cols})")
     return pred
 
 
@@ -180,6 +213,7 @@ def _predict_ensemble(videos: list, runs: list[Path], out_csv, *, features, log,
         pred = Prediction.mean(preds)
         if out_csv is not None:
             pred.write(out_csv, Prediction.RUN)
+            _write_columns(load_run(runs[0]), pred, out_csv)
             log(f"wrote {len(pred)} prediction rows for {len(set(pred.video_ids))} video(s) to {out_csv} (the mean "
                 f"of {len(runs)} seeds)")
         return pred, report

@@ -73,6 +73,16 @@ class PostProcess:
                    smoothing=tuple(int(w) for w in smoothing) if smooth else None,
                    smoothing_mode=smoothing_mode).validate()
 
+    def output_range(self) -> tuple[float, float] | None:
+        """The range the predictions are guaranteed to lie in, or None (raw regression outputs: unbounded, e.g.
+        a ViPER intensity can fall below 0 though the targets were in [0, 1])."""
+        if self.clip is not None:
+            lo, hi = self.clip
+            if self.activation in ("sigmoid", "softmax"):
+                return max(lo, 0.0), min(hi, 1.0)
+            return float(lo), float(hi)
+        return (0.0, 1.0) if self.activation in ("sigmoid", "softmax") else None
+
     def activate(self, values: np.ndarray) -> np.ndarray:
         """The activation alone.
 
