@@ -51,12 +51,13 @@ Memory
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -279,28 +280,40 @@ def predict_offline(videos: Iterable[str | Path] | str | Path, *, fps: float = 5
     cfg = offline_config(fps=fps, window=window, detector=detector, margin=margin, max_side=max_side, workers=workers)
     pairs, failures = _gather_inputs(videos)
     frames, rows = [], []
-    with tempfile.TemporaryDirectory(prefix="affectfuse-predict-") as tmp:
-        store = FeatureStore(features if features is not None else tmp, create=True)
-        try:
-            rep = extract(pairs, store, cfg, progress=progress) if pairs else None
-            key = rep.keys["faceapi_expression"] if rep else ""
-            why = {v: m for v, _, m in rep.failed} if rep else {}
-            for vid, path in pairs:
-                if not store.has(vid, key):
-                    failures.append(Failure(vid, str(path), why.get(vid, f"{path}: could not be scored")))
-                    continue
-                fs = store.get(vid, key)
-                df = frame_table(fs)
-                frames.append(df)
-                video = fs.meta.get("video", {})
-                rows.append(summarize(df, vid, path=str(path), duration=video.get("duration", math.nan),
-                                      declared=video.get("declared_duration"), notes=video.get("notes", ())))
-        finally:
-            store.close()
+    with extracted(pairs, cfg, features, progress, failures) as (store, key, done):
+        for vid, path in done:
+            fs = store.get(vid, key)
+            df = frame_table(fs)
+            frames.append(df)
+            video = fs.meta.get("video", {})
+            rows.append(summarize(df, vid, path=str(path), duration=video.get("duration", math.nan),
+                                  declared=video.get("declared_duration"), notes=video.get("notes", ())))
     frames_df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
         {c: pd.Series(dtype=_dtype(c)) for c in FRAME_COLUMNS})
     summary_df = pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
     return frames_df, summary_df, failures
+
+
+@contextlib.contextmanager
+def extracted(pairs: list[tuple[str, Path]], cfg: ExtractConfig, features: str | Path | None, progress: bool,
+              failures: list[Failure]) -> Iterator[tuple[FeatureStore, str, list[tuple[str, Path]]]]:
+    """Extract ``pairs`` with ``cfg`` into ``features`` (default: a temporary store, removed afterwards).
+
+    Yields ``(store, key of cfg's first extractor, the (video id, path) pairs it scored)``; the others are
+    appended to ``failures`` with the extraction's message (or "could not be scored"). The store is closed after.
+    """
+    with tempfile.TemporaryDirectory(prefix="affectfuse-predict-") as tmp:
+        store = FeatureStore(features if features is not None else tmp, create=True)
+        try:
+            rep = extract(pairs, store, cfg, progress=progress) if pairs else None
+            key = rep.keys[cfg.extractors[0]] if rep else ""
+            why = {v: m for v, _, m in rep.failed} if rep else {}
+            done = [(v, p) for v, p in pairs if store.has(v, key)]
+            failures += [Failure(v, str(p), why.get(v, f"{p}: could not be scored")) for v, p in pairs
+                         if not store.has(v, key)]
+            yield store, key, done
+        finally:
+            store.close()
 
 
 def _dtype(col: str) -> str:

@@ -48,7 +48,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
@@ -64,6 +63,7 @@ from affectfuse.inference.offline import (
     Failure,
     _gather_inputs,
     _records,
+    extracted,
     format_summary,
     frame_prediction,
     offline_config,
@@ -356,30 +356,19 @@ def _run(videos, cfg: ExtractConfig, vcfg: ExtractConfig | None, face: str, feat
          expressions: list[str], labels: list[str], reach: float, min_speech: float) -> PresetResult:
     pairs, failures = _gather_inputs(videos)
     frames, rows = [], []
-    with tempfile.TemporaryDirectory(prefix="affectfuse-predict-") as tmp:
-        store = FeatureStore(features if features is not None else tmp, create=True)
-        try:
-            rep = extract(pairs, store, cfg, progress=progress) if pairs else None
-            name = cfg.extractors[0]
-            key = rep.keys[name] if rep else ""
-            why = {v: m for v, _, m in rep.failed} if rep else {}
-            done = [(v, p) for v, p in pairs if store.has(v, key)]
-            failures += [Failure(v, str(p), why.get(v, f"{p}: could not be scored")) for v, p in pairs
-                         if not store.has(v, key)]
-            vrep = extract(done, store, vcfg, progress=progress) if vcfg is not None and done else None
-            columns = store.identity(key)["columns"] if done else []
-            for vid, path in done:
-                fs = store.get(vid, key)
-                df = _face_rows(fs, face, columns)
-                v, notes = None, []
-                if vrep is not None:
-                    v, notes = _video_voice(store, vrep, vid, min_speech)
-                if vcfg is not None:
-                    df = _join(df, v, reach)
-                frames.append(df)
-                rows.append(_summary(df, vid, path, fs.meta, expressions, labels, v, vcfg is not None, notes))
-        finally:
-            store.close()
+    with extracted(pairs, cfg, features, progress, failures) as (store, key, done):
+        vrep = extract(done, store, vcfg, progress=progress) if vcfg is not None and done else None
+        columns = store.identity(key)["columns"] if done else []
+        for vid, path in done:
+            fs = store.get(vid, key)
+            df = _face_rows(fs, face, columns)
+            v, notes = None, []
+            if vrep is not None:
+                v, notes = _video_voice(store, vrep, vid, min_speech)
+            if vcfg is not None:
+                df = _join(df, v, reach)
+            frames.append(df)
+            rows.append(_summary(df, vid, path, fs.meta, expressions, labels, v, vcfg is not None, notes))
     cols = list(frames[0].columns) if frames else list(_table_columns(expressions, face, vcfg is not None))
     frames_df = pd.concat(frames, ignore_index=True) if frames else _empty(cols)
     summary_df = pd.DataFrame(rows, columns=_summary_columns(expressions, face == "hsemotion", vcfg is not None))
