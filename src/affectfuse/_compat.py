@@ -149,3 +149,28 @@ def import_timm():
     import timm
 
     return timm
+
+
+def mediapipe_or_port(requested: str, env_var: str, port: str) -> str:
+    """What runs a MediaPipe graph: ``"mediapipe"`` (its own solution) or ``port`` (affectfuse's port of it).
+
+    ``requested`` ``"auto"`` defers to ``$env_var``; ``"auto"`` there too takes ``"mediapipe"`` where the package's
+    legacy solutions are importable (found without importing them) and ``port`` otherwise.
+
+    Raises:
+        ValueError: ``$env_var`` names neither.
+    """
+    import importlib.util
+    import os
+
+    rt = requested if requested != "auto" else os.environ.get(env_var, "auto")
+    if rt == "auto":
+        try:
+            has_mp = importlib.util.find_spec("mediapipe.python.solutions") is not None
+        except (ImportError, ValueError):  # a broken mediapipe install
+            has_mp = False
+        rt = "mediapipe" if has_mp else port
+    if rt not in ("mediapipe", port):
+        raise ValueError(f"{env_var} must be 'mediapipe', {port!r} or 'auto'; got {rt!r}")
+    return rt
+

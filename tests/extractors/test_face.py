@@ -265,3 +265,34 @@ def test_facemesh_params():
         create_extractor("facemesh_geometry", margin=-1)
     a, b = create_extractor("facemesh_geometry"), create_extractor("facemesh_geometry", margin=0.5)
     assert a.key != b.key and a.modality == "fau" and a.contract.kind == "face"
+    assert create_extractor("facemesh_geometry", runtime="torch").key == a.key  # the runtime is not the identity
+    with pytest.raises(ValueError, match="runtime must be one of auto, mediapipe, torch; got 'tf'"):
+        create_extractor("facemesh_geometry", runtime="tf")
+
+
+def test_facemesh_without_mediapipe_gives_mediapipes_measures(face_measures, faces, monkeypatch):
+    """runtime="torch" (what a pip install without mediapipe gets, also through $AFFECTFUSE_FACEMESH and "auto"
+    when mediapipe is absent): the same graph run in PyTorch gives the same measures, validity and zero rows."""
+    from affectfuse.extractors.face import facemesh as fm
+
+    pytest.importorskip("mediapipe.python.solutions", reason="mediapipe (the reference) is not installed")
+    crops, ref, valid = face_measures
+    monkeypatch.delenv("AFFECTFUSE_FACEMESH", raising=False)
+    assert fm.resolve_runtime("auto") == "mediapipe"
+    monkeypatch.setenv("AFFECTFUSE_FACEMESH", "torch")
+    assert fm.resolve_runtime("auto") == "torch" and fm.resolve_runtime("mediapipe") == "mediapipe"
+    monkeypatch.delenv("AFFECTFUSE_FACEMESH")
+    real = __import__("importlib").util.find_spec
+    monkeypatch.setattr("importlib.util.find_spec", lambda n, *a: None if n.startswith("mediapipe") else real(n, *a))
+    assert fm.resolve_runtime("auto") == "torch"  # no mediapipe package: the port
+    monkeypatch.setattr("importlib.util.find_spec", real)
+    torch_mesh = FaceMeshGeometry(runtime="torch").load()
+    assert not hasattr(torch_mesh._mesh, "process")
+    imgs = np.concatenate([crops, np.full((1, 256, 256, 3), 128, np.uint8)])
+    out, ok = torch_mesh(ExtractorInput(images=imgs))
+    np.testing.assert_array_equal(ok, list(valid) + [False])
+    np.testing.assert_allclose(out[:-1], ref, atol=2e-3)  # 24 ratios and angles; landmarks agree to < 0.05 px
+    assert (out[-1] == 0).all()
+    small = np.stack([crop(faces[n], BOXES[n], size=128) for n in BOXES])
+    np.testing.assert_allclose(torch_mesh.measure(small), FaceMeshGeometry(runtime="mediapipe").measure(small),
+                               atol=2e-3)

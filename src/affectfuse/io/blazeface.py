@@ -110,8 +110,10 @@ def letterbox(img: np.ndarray, size: int) -> tuple[np.ndarray, tuple[float, floa
     """The network input of an RGB uint8 image and the padding (left, top, right, bottom) as input fractions.
 
     As MediaPipe's OpenCV converter does it: the square of side ``max(H, W)`` centred on the image is warped
-    onto ``size x size`` (its corners to the input's corners, bilinear), the border is black (0 in uint8, so
-    -1 after the conversion), then ``x / 127.5 - 1``.
+    onto ``size x size`` (its corners to the input's corners by ``boxPoints`` / ``getPerspectiveTransform`` /
+    ``warpPerspective``, bilinear — ``warpAffine`` rounds some uint8 samples differently and moves detections by
+    up to ~1e-3 of the image), the border is black (0 in uint8, so -1 after the conversion), then
+    ``x * 2 / 255 - 1``.
 
     Shape:
         img ``(H, W, 3)`` → ``(1, size, size, 3)`` float32 in [-1, 1].
@@ -120,12 +122,12 @@ def letterbox(img: np.ndarray, size: int) -> tuple[np.ndarray, tuple[float, floa
 
     h, w = img.shape[:2]
     side = float(max(h, w))
-    k = size / side
-    m = np.array([[k, 0.0, -(w / 2 - side / 2) * k], [0.0, k, -(h / 2 - side / 2) * k]], np.float64)
-    x = cv2.warpAffine(np.ascontiguousarray(img), m, (size, size), flags=cv2.INTER_LINEAR,
-                       borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    src = cv2.boxPoints(((w / 2.0, h / 2.0), (side, side), 0.0)).astype(np.float32)
+    dst = np.array([[0, size], [0, 0], [size, 0], [size, size]], np.float32)
+    x = cv2.warpPerspective(np.ascontiguousarray(img), cv2.getPerspectiveTransform(src, dst), (size, size),
+                            flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
     px, py = (side - w) / 2 / side, (side - h) / 2 / side
-    return (x.astype(np.float32) / 127.5 - 1.0)[None], (px, py, px, py)
+    return (x.astype(np.float32) * np.float32(2.0 / 255.0) - np.float32(1.0))[None], (px, py, px, py)
 
 
 def decode(raw_boxes: np.ndarray, raw_scores: np.ndarray, anchors: np.ndarray, g: BlazeGraph

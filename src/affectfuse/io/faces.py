@@ -299,18 +299,9 @@ class MediaPipeDetector(FaceDetector):
 
     def resolved_runtime(self) -> str:
         """``"mediapipe"`` or ``"litert"``: what :meth:`load` will use."""
-        rt = self.runtime if self.runtime != "auto" else os.environ.get("AFFECTFUSE_BLAZEFACE", "auto")
-        if rt == "auto":
-            import importlib.util
+        from affectfuse._compat import mediapipe_or_port
 
-            try:
-                has_mp = importlib.util.find_spec("mediapipe.python.solutions") is not None
-            except (ImportError, ValueError):  # a broken mediapipe install
-                has_mp = False
-            rt = "mediapipe" if has_mp else "litert"
-        if rt not in ("mediapipe", "litert"):
-            raise ValueError(f"AFFECTFUSE_BLAZEFACE must be 'mediapipe', 'litert' or 'auto'; got {rt!r}")
-        return rt
+        return mediapipe_or_port(self.runtime, "AFFECTFUSE_BLAZEFACE", "litert")
 
     def _load(self) -> Any:
         kinds = ("full", "short") if self.params["model"] == "auto" else (self.params["model"],)

@@ -67,17 +67,17 @@ SILERO_STATS = ("speech_prob_mean", "speech_prob_max", "speech_fraction")
 
 
 def silero_jit_path() -> Path:
-    """``silero_vad/data/silero_vad.jit`` of the installed ``silero-vad`` package, found without importing it.
+    """``silero_vad/data/silero_vad.jit`` of the installed ``silero-vad`` package (found without importing it), else
+    the asset ``silero-vad`` (the same file from the package on PyPI, SHA-256 checked).
 
     Raises:
-        FileNotFoundError: the package or its model file is missing; the message says how to install it.
+        FileNotFoundError: neither is there; the message says how to fetch the asset.
     """
     spec = importlib.util.find_spec("silero_vad")
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(
-            "silero_vad/data/silero_vad.jit not found: the 'silero-vad' package is not installed. Install it with "
-            "`pip install --no-deps silero-vad==6.2.3` (only its model file is read) or pass weights=<path to silero_vad.jit>"
-        )
+    if spec is None or not spec.submodule_search_locations:  # a pip install: the same file, as a pinned asset
+        from affectfuse.assets import asset_path
+
+        return asset_path("silero-vad", "silero_vad.jit")
     p = Path(list(spec.submodule_search_locations)[0]) / "data" / "silero_vad.jit"
     if not p.exists():
         raise FileNotFoundError(f"{p}: missing; reinstall with `pip install --no-deps --force-reinstall silero-vad==6.2.3`")

@@ -19,6 +19,13 @@ y and x), yaw = elevation of the cheek line 234→454 out of the image plane, pi
 chin→forehead line 152→10 out of it (arcsin of the z share; positive where the second point is
 farther from the camera, MediaPipe's z grows away from it). Yaw and pitch do not change with roll.
 
+Runtimes. ``runtime="mediapipe"`` runs MediaPipe's own solution (the ``mediapipe`` package); ``"torch"`` runs the
+same ``face_landmark_with_attention.tflite`` graph and BlazeFace detector without it
+(:class:`affectfuse.io.facemesh_graph.FaceMeshGraph`: the graph's custom ops are not in LiteRT, so it runs in
+PyTorch), which is what a ``pip install`` gets; ``"auto"`` (default, or ``$AFFECTFUSE_FACEMESH``) takes the package
+where it is installed. The runtime is not part of the identity: both give the same landmarks
+(``tests/test_facemesh_graph.py``), so features from either share a store key.
+
 Rows where the mesh is not found: :meth:`FaceMeshGeometry.measure` returns NaN; the extractor's
 ``forward`` returns zeros there together with a valid mask that is False for them, so calling the
 extractor gives ``Features(values, valid)`` with those rows invalid.
@@ -32,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from affectfuse.extractors._torch_utils import CheckedConfig, check_range, on_valid_rows, require_images
-from affectfuse.extractors.base import Extractor, ExtractorInput, InputContract, register_extractor
+from affectfuse.extractors.base import Extractor, ExtractorInput, InputContract, register_extractor, runtime
 
 __all__ = ["FaceMeshGeometry", "FaceMeshConfig", "MEASURES", "geometry_from_landmarks"]
 
@@ -156,15 +163,30 @@ class FaceMeshConfig(CheckedConfig):
             (MediaPipe's face detector inside FaceMesh misses faces that fill the whole image);
             filled with the crop's edge pixels. In [0, 2], default 0.25.
         min_detection_confidence: MediaPipe's detection threshold in (0, 1) (default 0.5).
+        runtime: ``"auto"`` (default: ``$AFFECTFUSE_FACEMESH``, else the ``mediapipe`` package where installed,
+            else ``"torch"``), ``"mediapipe"`` or ``"torch"`` (see the module docstring); not part of the identity.
     """
 
     margin: float = 0.25
     min_detection_confidence: float = 0.5
+    runtime: str = runtime("auto")
 
     def validate(self) -> "FaceMeshConfig":
         check_range(self, "margin", 0, 2, "[]")
         check_range(self, "min_detection_confidence", 0, 1, "()")
+        if self.runtime not in _RUNTIMES:
+            raise ValueError(f"facemesh_geometry: runtime must be one of {', '.join(_RUNTIMES)}; got {self.runtime!r}")
         return self
+
+
+_RUNTIMES = ("auto", "mediapipe", "torch")
+
+
+def resolve_runtime(requested: str = "auto") -> str:
+    """``"mediapipe"`` or ``"torch"``: what runs the mesh for ``requested`` (see :class:`FaceMeshConfig`)."""
+    from affectfuse._compat import mediapipe_or_port
+
+    return mediapipe_or_port(requested, "AFFECTFUSE_FACEMESH", "torch")
 
 
 @register_extractor
@@ -193,6 +215,12 @@ class FaceMeshGeometry(Extractor):
         return list(MEASURES)
 
     def _load(self) -> None:
+        self._mesh_warm = False
+        if resolve_runtime(self.config.runtime) == "torch":
+            from affectfuse.io.facemesh_graph import FaceMeshGraph
+
+            self._mesh = FaceMeshGraph(min_detection_confidence=self.config.min_detection_confidence)
+            return
         import mediapipe as mp  # heavy optional dependency: only when the mesh runs
 
         from affectfuse._quiet import native_stderr_quiet
@@ -223,6 +251,12 @@ class FaceMeshGeometry(Extractor):
             h, w = img.shape[:2]
             m = int(round(self.config.margin * max(h, w)))
             padded = np.ascontiguousarray(np.pad(img, ((m, m), (m, m), (0, 0)), mode="edge"))
+            ph, pw = padded.shape[:2]
+            if not hasattr(self._mesh, "process"):  # the graph without mediapipe: normalised (478, 3) or None
+                lm = self._mesh(padded)
+                if lm is not None:
+                    out[i] = np.stack([lm[:, 0] * pw - m, lm[:, 1] * ph - m, lm[:, 2] * pw], 1)[:478]
+                continue
             if self._mesh_warm:
                 res = self._mesh.process(padded)
             else:  # the first call logs absl warnings from C++
@@ -234,7 +268,6 @@ class FaceMeshGeometry(Extractor):
             if not res.multi_face_landmarks:
                 continue
             lm = res.multi_face_landmarks[0].landmark
-            ph, pw = padded.shape[:2]
             pts = np.array([(q.x * pw - m, q.y * ph - m, q.z * pw) for q in lm])  # (478, 3)
             out[i, : len(pts)] = pts[:478]
         return out

