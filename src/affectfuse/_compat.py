@@ -124,12 +124,12 @@ def import_torchvision():
     """``import torchvision`` after :func:`prepare_torchvision`, with the NMS stand-in enabled.
 
     Raises:
-        ImportError: torchvision is not installed (``pip install --no-deps torchvision``).
+        ImportError: torchvision is not installed (``pip install 'affectfuse[timm]'``).
     """
     native = prepare_torchvision()
     if native is None:
         raise ImportError(
-            "torchvision is not installed; install it with `pip install --no-deps torchvision` "
+            "torchvision is not installed; install it with `pip install 'affectfuse[timm]'` "
             "(affectfuse makes it importable next to a CPU-only torch)"
         )
     import torchvision
@@ -146,8 +146,10 @@ def import_timm():
         ImportError: timm or torchvision is not installed.
     """
     import_torchvision()
-    import timm
-
+    try:
+        import timm
+    except ImportError as e:
+        raise ImportError(f"timm is not installed; install it with `pip install 'affectfuse[timm]'` ({e})") from None
     return timm
 
 

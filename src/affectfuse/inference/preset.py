@@ -324,7 +324,7 @@ def predict_best(videos: Iterable[str | Path] | str | Path, *, fps: float = 5.0,
         voice = status[1].present
         gate = published.silero_record() if voice else None
         if voice and gate is None:
-            log("voice activity: silero-vad is not installed (`pip install --no-deps silero-vad==6.2.3`): voice "
+            log("voice activity: Silero VAD's weights are not here (`affectfuse fetch-assets silero-vad`): voice "
                 "values are kept for every window with audio, voiced or not")
         if len(missing) == len(status):
             log("no published model is present: running the offline default (face-api expressions only)")
@@ -348,7 +348,7 @@ def predict_best(videos: Iterable[str | Path] | str | Path, *, fps: float = 5.0,
                                "frame_rows": "each frame row carries the window whose centre is nearest its time "
                                              "(voice_time), within hop_s",
                                "voiced": (f"silero_speech_fraction >= {min_speech}" if gate
-                                          else "every window with audio (silero-vad not installed)")}}
+                                          else "every window with audio (no Silero VAD weights)")}}
     return result
 
 

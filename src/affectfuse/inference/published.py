@@ -162,17 +162,22 @@ def _faceapi_weights() -> dict[str, Any]:
 
 
 def _silero() -> dict[str, Any] | None:
-    """The Silero VAD weights record, or None when the package is not installed."""
+    """The Silero VAD weights record (the installed ``silero-vad`` package's file, else the ``silero-vad`` asset), or
+    None when neither can be had."""
     from importlib.metadata import PackageNotFoundError, version
 
+    from affectfuse.assets import ASSETS
     from affectfuse.extractors.audio.vad import silero_jit_path
 
     try:
         p = silero_jit_path()
-        ver = version("silero-vad")
-    except (FileNotFoundError, PackageNotFoundError):
+    except FileNotFoundError:
         return None
-    return {**_hash_record(p), "source": f"PyPI silero-vad=={ver}", "revision": None}
+    try:
+        source = f"PyPI silero-vad=={version('silero-vad')}"
+    except PackageNotFoundError:  # the asset: the same file out of the PyPI wheel, SHA-256 checked
+        source = f"PyPI {ASSETS['silero-vad'].package} (asset silero-vad)"
+    return {**_hash_record(p), "source": source, "revision": None}
 
 
 def detector_record(name: str) -> dict[str, Any]:
@@ -206,7 +211,7 @@ def voice_record() -> dict[str, Any]:
 
 
 def silero_record() -> dict[str, Any] | None:
-    """The same for Silero VAD, or None when the ``silero-vad`` package is not installed."""
+    """The same for Silero VAD, or None when its weights can be had neither from the package nor as the asset."""
     w = _silero()
     return None if w is None else {"model": "Silero VAD", "extractor": "silero_vad", "licence": "MIT (silero-vad)",
                                    "weights": w}

