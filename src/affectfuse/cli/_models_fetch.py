@@ -2,6 +2,7 @@
 
     affectfuse fetch-models --list                      # the catalogue: name, state, licence, what it outputs
     affectfuse fetch-models hsemotion-enet_b0_8_va_mtl audeering-msp-dim [--force]
+    affectfuse fetch-models pyfeat-multitask-v28        # py-feat's AU / emotion / VA model (non-commercial weights)
 
 Models land in ``$AFFECTFUSE_CACHE/models/<name>/``, or ``$AFFECTFUSE_MODELS/<name>/`` when that is set (see
 :mod:`affectfuse.extractors._catalogue`). A file whose SHA-256 the catalogue pins is refused unless it matches;
@@ -62,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def add_parser(sub, name: str) -> None:
-    help_text = "download published pretrained affect models (HSEmotion, audEERING) and check their hashes"
+    help_text = "download published pretrained affect models (HSEmotion, audEERING, py-feat) and check their hashes"
     p = sub.add_parser(name, help=help_text, description=help_text)
     p.add_argument("names", nargs="*", metavar="NAME", help="catalogue names (see --list)")
     p.add_argument("--list", action="store_true", help="list the catalogue with each model's state and licence")

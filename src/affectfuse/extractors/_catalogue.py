@@ -3,9 +3,9 @@
 Nothing here is bundled or fetched behind the user's back: ``affectfuse fetch-models NAME...`` (or
 :func:`fetch_model`) downloads a model into ``$AFFECTFUSE_CACHE/models/<name>/`` (``$AFFECTFUSE_MODELS/<name>/``
 when that variable names another folder of models) and checks it; the extractors (``hsemotion``,
-``audeering_dim``) read it from there, or from a local path, or (for hub models) from the Hugging Face cache.
-Models are read as ONNX graphs or as safetensors / ``weights_only`` state dicts — never by unpickling a whole
-model.
+``audeering_dim``, ``pyfeat_multitask``) read it from there, or from a local path, or (for hub models) from the
+Hugging Face cache. Models are read as ONNX graphs or as safetensors / ``weights_only`` state dicts — never by
+unpickling a whole model.
 
 Verification. A file whose SHA-256 the catalogue pins is refused unless it matches. Where the catalogue has no
 pin (``sha256=None``: nobody here could read the real hash, and a made-up one would be worse than none), the file
@@ -58,6 +58,9 @@ _HSE_MIRRORS = (  # where hsemotion-onnx (PyPI) downloads them, then EmotiEffLib
     "https://github.com/sb-ai-lab/EmotiEffLib/raw/main/models/affectnet_emotions/onnx/{f}",
 )
 _LFS_POINTER = b"version https://git-lfs.github.com/spec/v1"
+_PYFEAT_LICENCE = ("CC-BY-NC-4.0 and research-only terms (py-feat's multitask weights are designated for "
+                   "non-commercial research: CC-BY-NC-4.0 ConvNeXt-V2 backbone weights and img2pose teacher, Gaze360 / "
+                   "ETH-XGaze terms; py-feat LICENSES/PYFEAT-V2.md; py-feat's code is MIT)")
 
 
 @dataclass(frozen=True)
@@ -128,6 +131,13 @@ CATALOGUE: dict[str, PublishedModel] = {
             licence="CC-BY-NC-SA-4.0 (audEERING; research use only, commercial licences from audEERING)",
             extractor="audeering_dim", revision=None,  # NOT PINNED: the hub's main branch
             notes="wav2vec2-large-robust pruned to 12 layers, MSP-Podcast: arousal, dominance, valence (~0..1)",
+        ),
+        PublishedModel(
+            name="pyfeat-multitask-v28", kind="hub", source="py-feat/face_multitask_v2", files=(),
+            weights_choice=("face_multitask_v28.safetensors",),  # safetensors only, its ModelV2Config in the metadata
+            licence=_PYFEAT_LICENCE, extractor="pyfeat_multitask", revision=None,  # NOT PINNED: the hub's main branch
+            notes="py-feat Detectorv2's multitask model (ConvNeXt-V2 tiny, 256-px chip): 20 AU probabilities, "
+                  "7 emotions, valence, arousal (+ gaze, pose, mesh, blendshapes, not read)",
         ),
     ]
 }
