@@ -1,8 +1,10 @@
 """Tiny randomly initialised stand-ins of the published affect models, in their real file formats.
 
 Shared by ``tests/extractors/test_published.py`` and ``tests/test_preset_best.py``: an ONNX graph with EmotiEffLib's
-input / output names and shapes (``input`` (B, 3, S, S) -> ``output`` (B, n_out)) and a wav2vec 2.0 + regression
-head folder written by ``save_pretrained`` with audEERING's module names and ``id2label``.
+input / output names and shapes (``input`` (B, 3, S, S) -> ``output`` (B, n_out)), a wav2vec 2.0 + regression
+head folder written by ``save_pretrained`` with audEERING's module names and ``id2label``, and a py-feat multitask
+checkpoint (py-feat's own ``MEGraphAUv2`` with a ConvNeXt-V2-atto backbone, saved as safetensors with its
+``ModelV2Config`` JSON under the metadata key ``config``, as ``face_multitask_v28.safetensors`` is).
 """
 
 from __future__ import annotations
@@ -64,3 +66,35 @@ def save_tiny_ser(d: Path, bias: tuple[float, float, float] = (0.5, 0.4, 0.6), s
     Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16000, padding_value=0.0, do_normalize=True,
                              return_attention_mask=True).save_pretrained(d)
     return d
+
+
+#: a tiny py-feat multitask model: ConvNeXt-V2-atto backbone, narrow heads (tests/extractors/test_pyfeat_multitask.py)
+PYFEAT_TINY = dict(backbone="convnextv2_atto", afg_channels=64, mefl_channels=64, unified_lmk_dim=32,
+                   drop_path_rate=0.0)
+#: the v3 heads with the shipped model's 20 AUs / 7 emotions, blendshapes and normalised mesh. The v2.6 gaze-eye RoI
+#: (``gaze_eye_roi``) is left off: it feeds only the gaze head (not read) and costs seconds per new batch size here.
+PYFEAT_V28 = dict(use_head_v3=True, drop_mefl=True, emotion_use_au_prob=True, n_au=20, n_emotion=7, n_blendshape=52,
+                  mesh_normalized=True)
+
+
+def save_tiny_pyfeat(path: Path, seed: int = 0, **flags) -> Path:
+    """A tiny randomly initialised py-feat multitask checkpoint (20 AUs, 7 emotions unless ``flags`` say otherwise)
+    saved to ``path`` (a ``.safetensors`` file) as py-feat distributes its weights; built with py-feat's own model
+    code (the pinned ``pyfeat-multitask`` asset, as the extractor runs it). Needs timm."""
+    import dataclasses
+    import json
+
+    from safetensors.torch import save_file
+
+    from affectfuse.extractors.face.pyfeat_multitask import pyfeat_namespace
+
+    torch.manual_seed(seed)
+    with pyfeat_namespace() as mods:
+        mv2 = mods["feat.multitask.model_v2"]
+        cfg = mv2.ModelV2Config(**PYFEAT_TINY, pretrained=False, **{**PYFEAT_V28, **flags})
+        model = mv2.MEGraphAUv2(cfg).eval()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = {**dataclasses.asdict(cfg), "pretrained": True}  # as trained
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path),
+              metadata={"config": json.dumps(meta)})
+    return path

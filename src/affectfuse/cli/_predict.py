@@ -44,8 +44,8 @@ def _predict_conf(p):
     p.add_argument("--fps", type=float, default=None, help="without --run: sampled frames per second (default 5)")
     p.add_argument("--preset", default=None, metavar="default|best",
                    help="without --run: default (the offline default) or best (published affect models where their "
-                        "weights are present: HSEmotion face expressions + valence/arousal, audEERING voice "
-                        "arousal/dominance/valence; `affectfuse fetch-models --list`), saying first which are missing "
+                        "weights are present: HSEmotion face expressions + valence/arousal, py-feat's 20 action units + "
+                        "valence/arousal, audEERING voice arousal/dominance/valence; `affectfuse fetch-models --list`), saying first which are missing "
                         "and how to get them (default: default)")
     p.add_argument("--require-all", action="store_true",
                    help="with --preset best: fail (exit 2) when a published model is missing instead of falling back")

@@ -2,11 +2,12 @@
 what made each column of its table.
 
 :func:`model_status` looks for the weights where the extractors read them — ``$AFFECTFUSE_MODELS/<name>/`` (or
-``$AFFECTFUSE_CACHE/models/<name>/``, where ``affectfuse fetch-models`` puts them) and, for the audEERING model,
-the Hugging Face cache — without loading or downloading anything. The ``*_record`` functions give each model's
-``{model, extractor, licence, weights}``, the weights as ``{path, sha256, verified, source, revision}``: the
-SHA-256 recorded by ``fetch-models`` (``MANIFEST.json``), or computed for files up to 256 MiB, or the blob name of
-a hub cache file (which the hub names by its SHA-256); ``revision`` is the hub snapshot's commit where known.
+``$AFFECTFUSE_CACHE/models/<name>/``, where ``affectfuse fetch-models`` puts them) and, for the hub models
+(audEERING, py-feat), the Hugging Face cache — without loading or downloading anything. The ``*_record``
+functions give each model's ``{model, extractor, licence, weights}``, the weights as ``{path, sha256, verified,
+source, revision}``: the SHA-256 recorded by ``fetch-models`` (``MANIFEST.json``), or computed for files up to
+256 MiB, or the blob name of a hub cache file (which the hub names by its SHA-256); ``revision`` is the hub
+snapshot's commit where known.
 """
 
 from __future__ import annotations
@@ -20,13 +21,15 @@ from typing import Any, Iterator
 
 from affectfuse.extractors._catalogue import CATALOGUE, MODELS_ENV, is_fetched, model_dir, read_manifest, sha256_file
 
-__all__ = ["FACE_MODEL", "VOICE_MODEL", "ModelStatus", "model_status", "models_env", "short_licence", "face_record",
-           "faceapi_record", "voice_record", "silero_record", "detector_record"]
+__all__ = ["FACE_MODEL", "VOICE_MODEL", "PYFEAT_MODEL", "ModelStatus", "model_status", "models_env", "short_licence",
+           "face_record", "faceapi_record", "voice_record", "pyfeat_record", "silero_record", "detector_record"]
 
 FACE_MODEL = "hsemotion-enet_b0_8_va_mtl"
 VOICE_MODEL = "audeering-msp-dim"
+PYFEAT_MODEL = "pyfeat-multitask-v28"
 _FETCH_FILES = {FACE_MODEL: "enet_b0_8_va_mtl.onnx",
-                VOICE_MODEL: "config.json + preprocessor_config.json + model.safetensors (or pytorch_model.bin)"}
+                VOICE_MODEL: "config.json + preprocessor_config.json + model.safetensors (or pytorch_model.bin)",
+                PYFEAT_MODEL: "face_multitask_v28.safetensors"}
 _FULL_HASH = 256 << 20  # files up to this size are hashed for the record; larger ones only when a record has it
 
 
@@ -40,7 +43,7 @@ class ModelStatus:
     """One published model of a preset and whether its weights are on this machine.
 
     Attributes:
-        role: ``"face"`` or ``"voice"``.
+        role: ``"face"``, ``"voice"`` or ``"face AU"`` (py-feat's action units and valence / arousal).
         name: the catalogue name (``affectfuse fetch-models NAME``).
         present: its weights were found.
         where: where they were found (a folder, or a hub id in the Hugging Face cache), else where they go.
@@ -75,28 +78,39 @@ class ModelStatus:
 
 
 def _hub_snapshot(hub: str) -> Path | None:
-    """The Hugging Face cache folder of ``hub`` holding its config and weights, or None."""
+    """The Hugging Face cache folder of the catalogue's hub model ``hub`` holding its files (the audEERING model's
+    config.json, ...) and one of its weight files, or None."""
     from affectfuse.extractors._hf import hub_file
 
-    cfg = hub_file(hub, "config.json")
-    if cfg is None or not any(hub_file(hub, w) is not None for w in CATALOGUE[VOICE_MODEL].weights_choice):
+    m = next(m for m in CATALOGUE.values() if m.kind == "hub" and m.source == hub)
+    found = [hub_file(hub, f) for f in m.files]
+    weights = next((w for w in (hub_file(hub, f) for f in m.weights_choice) if w is not None), None)
+    if weights is None or any(f is None for f in found):
         return None
-    return cfg.parent
+    return (found[0] if found else weights).parent
+
+
+def _hub_where(name: str) -> str | None:
+    """Where a hub model's weights are: its fetched folder, else the Hugging Face cache; None when neither."""
+    if is_fetched(name):
+        return str(model_dir(name))
+    snap = _hub_snapshot(CATALOGUE[name].source)
+    return None if snap is None else f"{CATALOGUE[name].source} (Hugging Face cache, {snap})"
 
 
 def _voice_where() -> str | None:
-    if is_fetched(VOICE_MODEL):
-        return str(model_dir(VOICE_MODEL))
-    snap = _hub_snapshot(CATALOGUE[VOICE_MODEL].source)
-    return None if snap is None else f"{CATALOGUE[VOICE_MODEL].source} (Hugging Face cache, {snap})"
+    return _hub_where(VOICE_MODEL)
 
 
 def model_status() -> list[ModelStatus]:
-    """The face and voice models of the ``best`` preset, each found or missing (nothing is loaded or downloaded)."""
-    face, voice = CATALOGUE[FACE_MODEL], CATALOGUE[VOICE_MODEL]
+    """The models of the ``best`` preset — face (HSEmotion), voice (audEERING), face AU (py-feat), in this order —
+    each found or missing (nothing is loaded or downloaded)."""
+    face, voice, pf = CATALOGUE[FACE_MODEL], CATALOGUE[VOICE_MODEL], CATALOGUE[PYFEAT_MODEL]
     face_file = model_dir(FACE_MODEL) / face.files[0]
     no_ort = face_file.is_file() and importlib.util.find_spec("onnxruntime") is None
     vw = _voice_where()
+    pw = _hub_where(PYFEAT_MODEL)
+    no_timm = pw is not None and importlib.util.find_spec("timm") is None
     return [
         ModelStatus("face", FACE_MODEL, face_file.is_file() and not no_ort, str(model_dir(FACE_MODEL)), face.licence,
                     face.non_commercial, "face expressions come from the offline default (face-api), no face "
@@ -104,6 +118,9 @@ def model_status() -> list[ModelStatus]:
                     'ONNX Runtime is not installed (pip install "affectfuse[onnx]")' if no_ort else ""),
         ModelStatus("voice", VOICE_MODEL, vw is not None, vw or str(model_dir(VOICE_MODEL)), voice.licence,
                     voice.non_commercial, "no voice columns"),
+        ModelStatus("face AU", PYFEAT_MODEL, pw is not None and not no_timm, pw or str(model_dir(PYFEAT_MODEL)),
+                    pf.licence, pf.non_commercial, "no action-unit columns and no py-feat valence / arousal",
+                    "timm is not installed (pip install \"affectfuse[timm]\")" if no_timm else ""),
     ]
 
 
@@ -139,11 +156,13 @@ def _face_weights() -> dict[str, Any]:
     return {**_hash_record(p, rec), "source": m.urls[0][0], "revision": None}
 
 
-def _voice_weights() -> dict[str, Any]:
-    m = CATALOGUE[VOICE_MODEL]
-    if is_fetched(VOICE_MODEL):
-        d = model_dir(VOICE_MODEL)
-        man = read_manifest(VOICE_MODEL)
+def _hub_weights(name: str) -> dict[str, Any]:
+    """The weights record of a hub model: its fetched folder's file (manifest SHA-256 and revision), else the
+    Hugging Face cache's (blob name as SHA-256, snapshot as revision)."""
+    m = CATALOGUE[name]
+    if is_fetched(name):
+        d = model_dir(name)
+        man = read_manifest(name)
         w = next(d / f for f in m.weights_choice if (d / f).is_file())
         return {**_hash_record(w, man.get("files", {}).get(w.name)), "source": f"https://huggingface.co/{m.source}",
                 "revision": man.get("revision")}
@@ -196,6 +215,10 @@ def face_record() -> dict[str, Any]:
     return {"model": FACE_MODEL, "extractor": "hsemotion", "licence": m.licence, "weights": _face_weights()}
 
 
+def _voice_weights() -> dict[str, Any]:
+    return _hub_weights(VOICE_MODEL)
+
+
 def faceapi_record() -> dict[str, Any]:
     """The same for the offline default's face-api expression net."""
     from affectfuse.assets import ASSETS
@@ -208,6 +231,13 @@ def voice_record() -> dict[str, Any]:
     """The same for the audEERING model (its folder, or the Hugging Face cache)."""
     m = CATALOGUE[VOICE_MODEL]
     return {"model": VOICE_MODEL, "extractor": "audeering_dim", "licence": m.licence, "weights": _voice_weights()}
+
+
+def pyfeat_record() -> dict[str, Any]:
+    """The same for py-feat's multitask model (its folder, or the Hugging Face cache)."""
+    m = CATALOGUE[PYFEAT_MODEL]
+    return {"model": PYFEAT_MODEL, "extractor": "pyfeat_multitask", "licence": m.licence,
+            "weights": _hub_weights(PYFEAT_MODEL)}
 
 
 def silero_record() -> dict[str, Any] | None:

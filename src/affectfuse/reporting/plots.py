@@ -37,6 +37,7 @@ __all__ = [
     "plot_timeline",
     "plot_affect_timeline",
     "Curve",
+    "Heatmap",
     "use_script_fonts",
 ]
 
@@ -460,6 +461,8 @@ class Curve:
         values: the values; NaN = none there (the line breaks).
         side: ``"left"`` (the left axis' scale, e.g. face valence in -1..1) or ``"right"`` (e.g. voice in 0..1).
         color: a matplotlib colour (default: by order).
+        style: a matplotlib line style (default: solid on the left, dashed on the right), e.g. ``"-."`` for a
+            second model on the same side.
 
     Shape:
         times ``(T,)``, values ``(T,)``.
@@ -470,6 +473,56 @@ class Curve:
     values: np.ndarray
     side: str = "left"
     color: str | None = None
+    style: str | None = None
+
+
+@dataclass(frozen=True)
+class Heatmap:
+    """Per-row values drawn as a heat-map under :func:`plot_affect_timeline` (e.g. action-unit probabilities).
+
+    Attributes:
+        names: one per row of the map (y tick labels, top to bottom).
+        values: one row per expression row of the figure (its times), one column per name; NaN = none (grey).
+        label: the panel's title (what, its model and licence).
+        vmin / vmax: the colour scale.
+
+    Shape:
+        values ``(T, K)`` with K = len(names).
+    """
+
+    names: Sequence[str]
+    values: np.ndarray
+    label: str = ""
+    vmin: float = 0.0
+    vmax: float = 1.0
+
+
+def _edges(t: np.ndarray) -> np.ndarray:
+    """Cell edges around sorted times: half-way between neighbours, half a step beyond the ends."""
+    if len(t) == 0:
+        return np.zeros(1)
+    if len(t) == 1:
+        return np.array([t[0] - 0.1, t[0] + 0.1])
+    mid = 0.5 * (t[1:] + t[:-1])
+    return np.concatenate([[t[0] - (mid[0] - t[0])], mid, [t[-1] + (t[-1] - mid[-1])]])
+
+
+def _draw_heatmap(fig, ax, t: np.ndarray, heat: Heatmap) -> None:
+    import matplotlib
+
+    h = np.asarray(heat.values, np.float64)
+    if h.shape != (len(t), len(heat.names)):
+        raise ValueError(f"plot_affect_timeline: heat-map values {h.shape} must be ({len(t)}, {len(heat.names)})")
+    cmap = matplotlib.colormaps["viridis"].with_extremes(bad="0.82")  # no value (no face): grey, as shaded above
+    k = len(heat.names)
+    im = ax.pcolormesh(_edges(t), np.arange(k + 1), np.ma.masked_invalid(h.T), cmap=cmap, vmin=heat.vmin,
+                       vmax=heat.vmax, shading="flat")
+    ax.set_ylim(k, 0)  # the first name on top
+    ax.set_yticks(np.arange(k) + 0.5, [str(n) for n in heat.names], fontsize=7 if k <= 24 else 6)
+    ax.tick_params(axis="y", length=0)
+    ax.set_title(heat.label, fontsize=8, loc="left")
+    cax = ax.inset_axes((1.012, 0.0, 0.012, 1.0))  # just right of the map, in the margin the axes above leave
+    fig.colorbar(im, cax=cax).ax.tick_params(labelsize=7)
 
 
 def _aligned_limits(curves: Sequence[Curve], left: tuple[float, float], right: tuple[float, float]
@@ -492,11 +545,13 @@ def _aligned_limits(curves: Sequence[Curve], left: tuple[float, float], right: t
 def plot_affect_timeline(times: np.ndarray, values: np.ndarray, names: Sequence[str], curves: Sequence[Curve],
                          path: str | Path, *, face: np.ndarray | None = None, title: str = "",
                          left: tuple[str, float, float] = ("face: valence / arousal", -1.0, 1.0),
-                         right: tuple[str, float, float] = ("voice: arousal / valence", 0.0, 1.0)) -> Path:
+                         right: tuple[str, float, float] = ("voice: arousal / valence", 0.0, 1.0),
+                         heat: Heatmap | None = None) -> Path:
     """Expression scores over time (top, as :func:`plot_timeline`) and dimensional affect on the same time axis
     below: ``left``-side curves on the left axis, ``right``-side ones on the right, the two scales aligned so that
     ``left``'s range meets ``right``'s (by default face -1..1 beside voice 0..1: 0 on the left is 0.5 on the right).
-    Face stretches without a face are shaded grey in both panels.
+    Face stretches without a face are shaded grey in both panels. With ``heat``, a third panel on the same time
+    axis below them: a heat-map of per-row values (e.g. action-unit probabilities), one row per name.
 
     Args:
         times: seconds of each expression row (sorted).
@@ -505,17 +560,23 @@ def plot_affect_timeline(times: np.ndarray, values: np.ndarray, names: Sequence[
         curves: the dimensional curves, each at its own times.
         face: bool per expression row, False where no face was found; None = every row has a face.
         left / right: ``(axis label, low, high)`` of each side's nominal range.
+        heat: a :class:`Heatmap` at the expression rows' times, or None.
 
     Shape:
-        times ``(T,)``, values ``(T, K)``, face ``(T,)``; each curve ``(T_c,)``.
+        times ``(T,)``, values ``(T, K)``, face ``(T,)``; each curve ``(T_c,)``; heat values ``(T, H)``.
     """
     t, v = _check_timeline(times, values, names)
     for c in curves:
         if c.side not in ("left", "right") or np.shape(c.times) != np.shape(c.values):
             raise ValueError(f"plot_affect_timeline: curve {c.label!r}: side must be 'left' or 'right' and times / "
                              f"values the same shape; got {c.side!r}, {np.shape(c.times)} / {np.shape(c.values)}")
-    fig = _figure(10.0, 6.4)
-    top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=(1.0, 1.0))
+    if heat is None:
+        fig = _figure(10.0, 6.4)
+        top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=(1.0, 1.0))
+    else:
+        fig = _figure(10.0, 6.9 + 0.13 * len(heat.names))
+        top, bottom, hax = fig.subplots(3, 1, sharex=True,
+                                        height_ratios=(1.0, 1.0, max(0.5, 0.05 * len(heat.names))))
     _draw_scores(top, t, v, names, face)
     top.set_ylabel("expression")
     top.grid(alpha=0.3)
@@ -535,9 +596,9 @@ def plot_affect_timeline(times: np.ndarray, values: np.ndarray, names: Sequence[
     for c, col in zip(curves, colors):
         ax = bottom if c.side == "left" else twin
         x, y = np.asarray(c.times, np.float64), np.asarray(c.values, np.float64)
-        mk = "o" if len(x) <= 60 else None
-        (h,) = ax.plot(x, y, color=c.color or col, lw=1.5, ls="-" if c.side == "left" else "--", marker=mk,
-                       ms=3, label=c.label)
+        mk = "o" if len(x) <= 60 and c.style is None else None  # a curve with its own style: no dots on it
+        ls = c.style or ("-" if c.side == "left" else "--")
+        (h,) = ax.plot(x, y, color=c.color or col, lw=1.5, ls=ls, marker=mk, ms=3, label=c.label)
         handles.append(h)
     blank = [c.label.split(" — ")[0] for c in curves if not np.isfinite(np.asarray(c.values, np.float64)).any()]
     if not curves or blank:
@@ -545,9 +606,13 @@ def plot_affect_timeline(times: np.ndarray, values: np.ndarray, names: Sequence[
                     transform=bottom.transAxes, ha="right", va="bottom", color="0.35", fontsize=8)
     bottom.set_ylabel(f"{left[0]} ({left[1]:g}..{left[2]:g})", fontsize=8)
     twin.set_ylabel(f"{right[0]} ({right[1]:g}..{right[2]:g})", fontsize=8)
-    bottom.set_xlabel("time (s)")
     bottom.grid(alpha=0.3)
+    if heat is None:
+        bottom.set_xlabel("time (s)")
+    else:
+        _draw_heatmap(fig, hax, t, heat)
+        hax.set_xlabel("time (s)")
     if handles:
-        bottom.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(0.0, -0.22), ncol=1,
-                      frameon=False)
+        bottom.legend(handles=handles, fontsize=7, loc="upper left",
+                      bbox_to_anchor=(0.0, -0.22 if heat is None else -0.06), ncol=1, frameon=False)
     return _save(fig, path)

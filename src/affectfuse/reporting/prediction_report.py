@@ -1,6 +1,7 @@
 """The HTML report of predictions on new videos (:func:`prediction_report`): a timeline per video with no-face
 stretches shaded, and per-video means; with :class:`AffectColumn` curves, dimensional affect (valence, arousal)
-on the same time axis below the expression timeline, each curve labelled with its model and licence."""
+on the same time axis below the expression timeline, each curve labelled with its model and licence; with a
+:class:`HeatmapColumns` panel, per-frame values such as action-unit probabilities as a heat-map below them."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from affectfuse._paths import unique_names
 from affectfuse.reporting import plots
 from affectfuse.reporting.html import Page
 
-__all__ = ["prediction_report", "AffectColumn"]
+__all__ = ["prediction_report", "AffectColumn", "HeatmapColumns"]
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,8 @@ class AffectColumn:
             (e.g. the centre of the audio window a voice value comes from); the curve is then drawn once per
             distinct time, not as a staircase over the frames.
         color: a matplotlib colour (default: by order), e.g. one per dimension for face and voice alike.
+        style: a matplotlib line style (default: solid on the left, dashed on the right), e.g. ``"-."`` for a
+            second model on the same side.
     """
 
     column: str
@@ -37,17 +40,42 @@ class AffectColumn:
     side: str = "left"
     time_column: str | None = None
     color: str | None = None
+    style: str | None = None
+
+
+@dataclass(frozen=True)
+class HeatmapColumns:
+    """Per-frame columns drawn as one heat-map under the valence / arousal panel by :func:`prediction_report`
+    (e.g. the 20 action-unit probabilities of py-feat's model).
+
+    Attributes:
+        columns: its columns in ``frames`` (one heat-map row each, top to bottom).
+        names: the row labels (default: the columns).
+        label: the panel's title: what, its model and licence.
+        vmin / vmax: the colour scale (probabilities: 0..1).
+    """
+
+    columns: Sequence[str]
+    names: Sequence[str] | None = None
+    label: str = ""
+    vmin: float = 0.0
+    vmax: float = 1.0
 
 
 def _curve(g: pd.DataFrame, t: np.ndarray, a: AffectColumn) -> plots.Curve:
     y = pd.to_numeric(g[a.column], errors="coerce").to_numpy(np.float64)
     if a.time_column is None:
-        return plots.Curve(a.label, t, y, a.side, a.color)
+        return plots.Curve(a.label, t, y, a.side, a.color, a.style)
     x = pd.to_numeric(g[a.time_column], errors="coerce").to_numpy(np.float64)
     keep = np.isfinite(x)
     x, y = x[keep], y[keep]
     x, first = np.unique(x, return_index=True)  # one point per window, in time order
-    return plots.Curve(a.label, x, y[first], a.side, a.color)
+    return plots.Curve(a.label, x, y[first], a.side, a.color, a.style)
+
+
+def _heat(g: pd.DataFrame, h: HeatmapColumns) -> plots.Heatmap:
+    v = g[list(h.columns)].apply(pd.to_numeric, errors="coerce").to_numpy(np.float64)
+    return plots.Heatmap(list(h.names or h.columns), v, h.label, h.vmin, h.vmax)
 
 
 _NOT_SCORES = {"time", "frame", "frames", "index", "face", "valid", "row", "x", "y", "w", "h", "x0", "y0", "x1", "y1",
@@ -77,7 +105,8 @@ def _as_bool(col: pd.Series) -> np.ndarray:
 def prediction_report(frames: pd.DataFrame, out_dir, *, summary: pd.DataFrame | None = None,
                       title: str = "affectfuse predictions", value_columns: list[str] | None = None,
                       failures: Sequence[Any] = (), affect: Sequence[AffectColumn] = (),
-                      provenance: Sequence[Sequence[Any]] = (), notes: Sequence[str] = ()) -> Path:
+                      provenance: Sequence[Sequence[Any]] = (), notes: Sequence[str] = (),
+                      heatmap: HeatmapColumns | None = None, caption: str | None = None) -> Path:
     """An HTML report of predictions on new videos: one timeline per video and tables.
 
     Args:
@@ -96,6 +125,10 @@ def prediction_report(frames: pd.DataFrame, out_dir, *, summary: pd.DataFrame | 
             ``value_columns``.
         provenance: rows ``(column, model, licence, weights)`` shown as a table: which model made each column.
         notes: lines shown first (e.g. which published models were missing and how to get them).
+        heatmap: per-frame columns drawn as a heat-map on the same time axis below the valence / arousal panel
+            (e.g. action-unit probabilities); left out of the default ``value_columns``.
+        caption: the caption of each video's figure when ``affect`` or ``heatmap`` is given (the video id is put
+            in front); default: which panel shows what.
 
     Returns:
         the path of ``index.html``; next to it ``timeline_<video>.png`` per video (no-face stretches shaded grey).
@@ -113,6 +146,7 @@ def prediction_report(frames: pd.DataFrame, out_dir, *, summary: pd.DataFrame | 
     plots.use_script_fonts()  # ids in any script: drawn where a font for it is installed
     affect = list(affect)
     dims = {a.column for a in affect} | {a.time_column for a in affect if a.time_column}
+    dims |= set(heatmap.columns) if heatmap is not None else set()
     cols = (list(value_columns) if value_columns is not None
             else [c for c in _default_value_columns(frames) if c not in dims])
     missing = [c for c in cols if c not in frames.columns]
@@ -121,7 +155,7 @@ def prediction_report(frames: pd.DataFrame, out_dir, *, summary: pd.DataFrame | 
                          f"{list(frames.columns)}")
     missing = sorted(c for c in dims if c not in frames.columns)
     if missing:
-        raise ValueError(f"prediction_report: affect columns {missing} are not columns of frames; it has "
+        raise ValueError(f"prediction_report: affect / heatmap columns {missing} are not columns of frames; it has "
                          f"{list(frames.columns)}")
     page = Page(title)
     for line in notes:
@@ -168,11 +202,14 @@ def prediction_report(frames: pd.DataFrame, out_dir, *, summary: pd.DataFrame | 
         stem = f"timeline_{names[v]}"
         head = f"{v}" + (f" — no face in {int((~face).sum())} of {len(face)} frames" if has_face and (~face).any()
                          else "")
-        if affect:
+        if affect or heatmap is not None:
+            extra = {"heat": _heat(g, heatmap)} if heatmap is not None else {}
             f = plots.plot_affect_timeline(t, vals, [str(c) for c in cols], [_curve(g, t, a) for a in affect],
-                                           out / f"{stem}.png", face=face if has_face else None, title=head)
-            cap = (f"{v}: expressions (top) and valence / arousal (below) on one time axis; face on the left scale "
-                   "(solid), voice on the right scale (dashed)")
+                                           out / f"{stem}.png", face=face if has_face else None, title=head, **extra)
+            cap = f"{v}: " + (caption or (
+                "expressions (top) and valence / arousal (below) on one time axis; face on the left scale (solid), "
+                "voice on the right scale (dashed)" + ("; per-frame values as a heat-map at the bottom"
+                                                       if heatmap is not None else "")))
         else:
             f = plots.plot_timeline(t, vals, [str(c) for c in cols], out / f"{stem}.png",
                                     face=face if has_face else None, title=head)
