@@ -21,7 +21,7 @@ solution on the real sample photos and videos.
 from __future__ import annotations
 
 import importlib.util
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -190,9 +190,11 @@ class BlazeFace:
     Args:
         kind: ``"short"`` (128 px input, faces within ~2 m) or ``"full"`` (192 px, small / far faces).
         path: the ``.tflite`` file (default :func:`graph_file`).
+        min_score: the decoder's score threshold (default: the graph's ``min_score``); candidates below it take no
+            part in the weighted NMS either, as in MediaPipe's ``TensorsToDetectionsCalculator``.
     """
 
-    def __init__(self, kind: str, path: str | Path | None = None) -> None:
+    def __init__(self, kind: str, path: str | Path | None = None, *, min_score: float | None = None) -> None:
         if kind not in GRAPHS:
             raise ValueError(f"BlazeFace: kind must be one of {sorted(GRAPHS)}, got {kind!r}")
         try:
@@ -201,7 +203,8 @@ class BlazeFace:
             raise ImportError("the 'blazeface' face detector needs LiteRT: pip install ai-edge-litert") from e
         from affectfuse._quiet import native_stderr_quiet
 
-        self.graph, self.path = GRAPHS[kind], Path(path) if path else graph_file(kind)
+        graph = GRAPHS[kind] if min_score is None else replace(GRAPHS[kind], min_score=float(min_score))
+        self.graph, self.path = graph, Path(path) if path else graph_file(kind)
         with native_stderr_quiet():  # "Created TensorFlow Lite XNNPACK delegate" (--verbose keeps it)
             self.interp = Interpreter(model_path=str(self.path), num_threads=1)
             self.interp.allocate_tensors()

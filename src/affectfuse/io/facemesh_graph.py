@@ -10,8 +10,8 @@ MediaPipe 0.10.21's ``FaceMesh(static_image_mode=True, max_num_faces=1, refine_l
 ``face_landmark_front_cpu``; each of its calculators around the network is a function below:
 
 1. ``FaceDetectionShortRangeCpu`` — :meth:`FaceMeshGraph.detect`: the short-range
-   :class:`~affectfuse.io.blazeface.BlazeFace` graph on :func:`detector_input` (the letterbox by
-   ``warpPerspective``, as MediaPipe warps it), ``min_score_thresh = min_detection_confidence``; the first (best)
+   :class:`~affectfuse.io.blazeface.BlazeFace` graph on LiteRT (its letterbox warps as MediaPipe's does),
+   ``min_score_thresh = min_detection_confidence``; the first (best)
    face is kept (``ClipDetectionVectorSizeCalculator``, ``max_num_faces=1``);
 2. ``DetectionsToRectsCalculator`` + ``RectTransformationCalculator``
    (``face_detection_front_detection_to_roi``) — :func:`detection_roi`: the detection box as a normalised rect,
@@ -40,7 +40,6 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import math
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -68,7 +67,6 @@ __all__ = [
     "transform_tensor_bilinear",
     "transform_landmarks",
     "normalize_radians",
-    "detector_input",
     "detection_roi",
     "warp_roi",
     "refine_landmarks",
@@ -140,19 +138,6 @@ def graph_file(name: str = GRAPH_FILE) -> Path:
 def normalize_radians(angle: float) -> float:
     """An angle in [-pi, pi) (MediaPipe's ``NormalizeRadians``)."""
     return angle - 2 * math.pi * math.floor((angle + math.pi) / (2 * math.pi))
-
-
-def detector_input(img: np.ndarray, size: int) -> tuple[np.ndarray, tuple[float, float, float, float]]:
-    """The face detector's input as FaceMesh's detection subgraph makes it (``ImageToTensorCalculator`` with
-    ``keep_aspect_ratio``, ``BORDER_ZERO``, range [-1, 1]) and its padding (left, top, right, bottom) as input
-    fractions: :func:`affectfuse.io.blazeface.letterbox`, which warps like :func:`warp_roi`.
-
-    Shape:
-        img ``(H, W, 3)`` uint8 RGB → ``(1, size, size, 3)`` float32 in [-1, 1].
-    """
-    from affectfuse.io.blazeface import letterbox
-
-    return letterbox(img, size)
 
 
 def detection_roi(box: np.ndarray, keypoints: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -260,12 +245,7 @@ class FaceMeshGraph:
         self.min_detection_confidence = float(min_detection_confidence)
         self.min_presence = float(min_presence)
         self.path = Path(path) if path else graph_file()
-        self.detector = BlazeFace("short")
-        self._det_graph = replace(self.detector.graph, min_score=self.min_detection_confidence)
-        interp = self.detector.interp
-        self._det_in = interp.get_input_details()[0]["index"]
-        outs = sorted(interp.get_output_details(), key=lambda o: -int(o["shape"][-1]))
-        self._det_boxes, self._det_scores = outs[0]["index"], outs[1]["index"]  # (1, A, 16) and (1, A, 1)
+        self.detector = BlazeFace("short", min_score=self.min_detection_confidence)
         self.net = TFLiteTorchGraph(self.path)
         need = {"output_mesh_identity", "output_lips", "output_left_eye", "output_right_eye", "output_left_iris",
                 "output_right_iris", "conv_faceflag"}
@@ -275,26 +255,14 @@ class FaceMeshGraph:
 
     def detect(self, img: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The short-range BlazeFace faces of an image, best first, normalised to the image
-        (``FaceDetectionShortRangeCpu`` with ``min_score_thresh = min_detection_confidence``): the detector's
-        LiteRT graph on :func:`detector_input`, decoded and merged by :mod:`affectfuse.io.blazeface`.
+        (``FaceDetectionShortRangeCpu`` with ``min_score_thresh = min_detection_confidence``).
 
         Shape:
             img ``(H, W, 3)`` uint8 RGB → boxes ``(K, 4)`` (x1, y1, x2, y2), scores ``(K,)``, points ``(K, 6, 2)``.
         """
-        from affectfuse.io import blazeface as bz
-
-        x, (pl, pt, pr, pb) = detector_input(img, self._det_graph.size)
-        interp = self.detector.interp
-        interp.set_tensor(self._det_in, x)
-        interp.invoke()
-        raw_b = interp.get_tensor(self._det_boxes)[0]
-        raw_s = interp.get_tensor(self._det_scores)[0, :, 0]
-        boxes, scores, pts = bz.weighted_nms(*bz.decode(raw_b, raw_s, self.detector.anchors, self._det_graph))
-        sx, sy = 1.0 - pl - pr, 1.0 - pt - pb  # undo the letterbox
-        if len(boxes):
-            boxes = (boxes - [pl, pt, pl, pt]) / [sx, sy, sx, sy]
-            pts = (pts - [pl, pt]) / [sx, sy]
-        return boxes, scores, pts
+        h, w = img.shape[:2]
+        boxes, scores, pts = self.detector(img)  # pixels
+        return boxes / [w, h, w, h], scores, pts / [w, h]
 
     def roi(self, img: np.ndarray) -> np.ndarray | None:
         """The ROI of the best detected face (:func:`detection_roi`), None without one.
