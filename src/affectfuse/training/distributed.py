@@ -40,6 +40,7 @@ not to the last digit.
 from __future__ import annotations
 
 import atexit
+import gc
 import os
 import pickle
 import queue as queue_mod
@@ -63,6 +64,8 @@ T = TypeVar("T")
 
 #: how long a rank waits at a collective (rank 0 evaluates every split while the others wait at one).
 TIMEOUT = timedelta(hours=2)
+#: how long a rank leaving the group waits for the others at the last barrier (gloo)
+LEAVE_TIMEOUT = timedelta(seconds=120)
 #: rank ``r`` seeds its dropout noise of epoch ``e`` with the one-process seed + ``r * RANK_SEED``
 RANK_SEED = 1_000_003
 #: the group joined from a launcher's environment (kept for the process's later runs)
@@ -219,6 +222,7 @@ class Group:
         launcher: ``"torchrun"``, ``"slurm"``, ``"spawn"`` or ``"caller"`` (an initialised group).
         device: this rank's device (``cuda:i`` for NCCL, CPU for gloo).
         owned: whether this module initialised the group (and destroys it in :meth:`close`).
+        failed: a run on it raised on this rank (it then leaves without the last barrier).
     """
 
     rank: int
@@ -228,6 +232,7 @@ class Group:
     launcher: str
     device: torch.device
     owned: bool = False
+    failed: bool = False
 
     @property
     def is_main(self) -> bool:
@@ -245,9 +250,27 @@ class Group:
         dist.broadcast_object_list(box, src=0, device=self.device if self.backend == "nccl" else None)
         return box[0]
 
-    def close(self) -> None:
-        if self.owned and dist.is_initialized():
-            dist.destroy_process_group()
+    def close(self, *, sync: bool = True) -> None:
+        """Leave the group (only one this module initialised), every rank at the same point.
+
+        With ``sync`` the ranks first meet at a barrier, so that none closes its connections while another still
+        has a collective in flight (gloo's transport threads abort the process — "terminate called without an
+        active exception" — when a peer vanishes under them or when the group outlives the interpreter); the
+        barrier is bounded by :data:`LEAVE_TIMEOUT` on gloo, so a rank that died does not hold the others. Unused
+        objects that still hold the group's work (a DDP reducer) are collected before it is destroyed.
+        """
+        if not (self.owned and dist.is_initialized()):
+            return
+        if sync and self.world_size > 1:
+            try:
+                if self.backend == "gloo":
+                    dist.monitored_barrier(timeout=LEAVE_TIMEOUT)
+                else:
+                    dist.barrier(device_ids=[self.device.index] if self.device.type == "cuda" else None)
+            except RuntimeError:  # a rank is gone: leave anyway, the launcher reports the failure
+                pass
+        gc.collect()
+        dist.destroy_process_group()
 
     def describe(self) -> dict[str, Any]:
         return {"world_size": self.world_size, "backend": self.backend, "launcher": self.launcher}
@@ -322,12 +345,12 @@ def _child(local_rank: int, fn: Callable[..., Any], args: Sequence[Any], port: i
         result = fn(group, log if local_rank == 0 else _silent, *args)
         if local_rank == 0:
             out.put(("result", result))
+        group.close()  # every rank at the same barrier, then gone
     except BaseException as e:  # reported with its type, then the process fails (the others are stopped)
         out.put(("error", local_rank, _picklable(e)))
-        raise
-    finally:
         if group is not None:
-            group.close()
+            group.close(sync=False)  # the others may be stuck in a collective: no barrier
+        raise
 
 
 def _silent(*_: Any, **__: Any) -> None:
@@ -405,6 +428,22 @@ def wanted(world: int, environ: Mapping[str, str] | None = None) -> bool:
     return env is not None and env.world_size > 1
 
 
+def _run_joined(fn: Callable[..., T], group: Group, args: Sequence[Any], log: Callable[..., Any]) -> T:
+    """``fn`` on the group joined from a launcher; a failure makes the exit leave without the last barrier."""
+    try:
+        return fn(group, log if group.is_main else _silent, *args)
+    except BaseException:
+        group.failed = True
+        raise
+
+
+def _leave() -> None:
+    """At exit: leave the launcher's group — at a barrier after runs that ended well, at once after a failure."""
+    group = _JOINED.pop("group", None)
+    if group is not None:
+        group.close(sync=not group.failed)
+
+
 def launch(fn: Callable[..., T], args: Sequence[Any], *, devices: int, nodes: int, device: str,
            log: Callable[..., Any]) -> T:
     """Run ``fn(group, log, *args)`` on every rank of a ``devices * nodes`` world (module docstring: who starts
@@ -421,7 +460,8 @@ def launch(fn: Callable[..., T], args: Sequence[Any], *, devices: int, nodes: in
         if group.world_size != world:
             raise ValueError(f"the initialised torch.distributed group has {group.world_size} processes, but the run "
                              f"asks for {asked}")
-        return fn(group, log if group.is_main else _silent, *args)
+        return _run_joined(fn, group, args, log) if group is _JOINED.get("group") else \
+            fn(group, log if group.is_main else _silent, *args)
     env = launch_env()
     if env is not None:
         if env.world_size != world:
@@ -431,8 +471,8 @@ def launch(fn: Callable[..., T], args: Sequence[Any], *, devices: int, nodes: in
                              f"{devices}, or srun --nodes {nodes} --ntasks-per-node {devices})")
         # joined once per process and kept (several runs: --seeds, k-fold, ablation), left at exit
         group = _JOINED["group"] = join(env, backend)
-        atexit.register(group.close)
-        return fn(group, log if group.is_main else _silent, *args)
+        atexit.register(_leave)
+        return _run_joined(fn, group, args, log)
     if nodes > 1:
         raise ValueError(f"--nodes {nodes}: a multi-node run needs a launcher on every node (torchrun --nnodes {nodes} "
                          f"--nproc-per-node {devices} --rdzv-endpoint HOST:PORT ..., or srun); without one only "
