@@ -309,6 +309,24 @@ def test_muse_lstm_packing_equals_running_each_sequence_alone():
     assert create_model("muse_lstm", task="reaction", input_dims={"audio": 88}).inp.bias is None
 
 
+def test_muse_lstm_forget_bias_sets_the_forget_gate_only():
+    d = 8
+    torch.manual_seed(0)
+    paper = create_model("muse_lstm", task="reaction", input_dims={"audio": 5}, d_rnn=d)
+    assert paper.config.forget_bias is None
+    small = create_model("muse_lstm_small", task="reaction", input_dims={"audio": 5}, d_rnn=d)
+    assert small.config.forget_bias == 3.0
+    for layer in ("_l0", "_l0_reverse"):
+        b_ih, b_hh = (getattr(small.rnn, f"bias_{k}{layer}").detach() for k in ("ih", "hh"))
+        torch.testing.assert_close((b_ih + b_hh)[d:2 * d], torch.full((d,), 3.0))
+        for gate in (0, 2, 3):  # input, cell, output: PyTorch's uniform(-1/sqrt(d), 1/sqrt(d)), not 3
+            assert b_ih[gate * d:(gate + 1) * d].abs().max() <= d ** -0.5
+    for name, p in paper.rnn.named_parameters():  # None keeps PyTorch's init (uniform in +-1/sqrt(d))
+        assert p.abs().max() <= d ** -0.5, name
+    with pytest.raises(ValueError, match="forget_bias must be a finite number or None, got nan"):
+        create_model("muse_lstm_small", task="reaction", input_dims={"audio": 5}, forget_bias=float("nan"))
+
+
 def test_linear_meanpool_is_a_linear_map_of_masked_means():
     torch.manual_seed(0)
     model = create_model("linear_meanpool", task="reaction", input_dims=DIMS).eval()
