@@ -27,7 +27,7 @@ from affectfuse.inference.offline import FRAME_COLUMNS, OFFLINE_CLASSES, predict
 from affectfuse.io.synthetic import write_video
 
 pytest.importorskip("onnxruntime")
-from _tiny_published import export_tiny, save_tiny_pyfeat, save_tiny_ser  # noqa: E402  (tests/, shared)
+from _tiny_published import export_tiny, pin_catalogue, save_tiny_pyfeat, save_tiny_ser  # noqa: E402  (tests/, shared)
 
 FACE, VOICE, PYFEAT = "hsemotion-enet_b0_8_va_mtl", "audeering-msp-dim", "pyfeat-multitask-v28"
 PYFEAT_FILE = "face_multitask_v28.safetensors"
@@ -46,6 +46,19 @@ def _models(root: Path, face: bool = True, voice: bool = True, pyfeat: bool = Fa
         save_tiny_pyfeat(root / PYFEAT / PYFEAT_FILE)
     root.mkdir(parents=True, exist_ok=True)
     return root
+
+
+@pytest.fixture(scope="module", autouse=True)
+def tiny_face_pinned(tmp_path_factory):
+    """The face model's catalogue entry pinned to the tiny graph every ``_models`` exports (the export is
+    deterministic: the same bytes each time)."""
+    a, b = (tmp_path_factory.mktemp(f"pin{i}") / "enet_b0_8_va_mtl.onnx" for i in range(2))
+    export_tiny(a), export_tiny(b)
+    assert a.read_bytes() == b.read_bytes()
+    mp = pytest.MonkeyPatch()
+    pin_catalogue(mp, FACE, a)
+    yield
+    mp.undo()
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,7 @@ import hashlib
 import http.server
 import json
 import logging
+import re
 import threading
 from pathlib import Path
 
@@ -28,7 +29,7 @@ from affectfuse.extractors.face.hsemotion import HSE_EXPRESSIONS_8, hsemotion_pr
 torch = pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
 
-from _tiny_published import export_tiny, save_tiny_ser, tiny_w2v2_config  # noqa: E402  (tests/, shared)
+from _tiny_published import export_tiny, pin_catalogue, save_tiny_ser, tiny_w2v2_config  # noqa: E402  (tests/, shared)
 
 MEAN = np.array([0.485, 0.456, 0.406])
 STD = np.array([0.229, 0.224, 0.225])
@@ -147,7 +148,28 @@ def test_hsemotion_b2_size_and_input_check(tmp_path):
         create_extractor("hsemotion", model=str(p7)).load()
 
 
-def test_hsemotion_catalogue_model_missing_then_fetched(tiny_onnx, cache):
+def test_hsemotion_catalogue_pins_name_their_source_and_an_immutable_url_first():
+    pinned = {"enet_b0_8_va_mtl", "enet_b2_8", "enet_b0_8_best_vgaf"}
+    for m in (m for m in CATALOGUE.values() if m.extractor == "hsemotion"):
+        (pin,), (why,), (urls,) = m.sha256, m.pin_source, m.urls
+        stem = m.files[0][:-5]
+        if stem in pinned:
+            assert len(pin) == 64 and set(pin) <= set("0123456789abcdef") and why
+            commit = re.search(r"/(?:raw/)?([0-9a-f]{40})/", urls[0])
+            assert commit and commit.group(1)[:8] in why, (urls[0], why)  # the commit the pin was computed from
+            assert urls[1:] == tuple(u.format(f=m.files[0]) for u in catalogue._HSE_MIRRORS)
+        else:
+            assert pin is None and not why
+    assert CATALOGUE["hsemotion-enet_b0_8_va_mtl"].pinned("enet_b0_8_va_mtl.onnx") == \
+        "c43e056ad388d4a8dc911832b8291435b2af537f967e5870ebd731574ec7e812"
+    ident = create_extractor("hsemotion").identity()
+    assert ident["catalogue_weights"]["sha256"].startswith("c43e056a") and "two independent" in \
+        ident["catalogue_weights"]["pin_source"]
+    assert ident["params"]["weights"]["sha256"] is None, "the key names the catalogue model, not its pin"
+
+
+def test_hsemotion_catalogue_model_missing_then_fetched(tiny_onnx, cache, monkeypatch):
+    name = "hsemotion-enet_b0_8_va_mtl"
     ex = create_extractor("hsemotion")  # creating needs no weights: the key is the catalogue's
     assert ex.dim == 10 and ex.params["weights"]["sha256"] is None
     with pytest.raises(FileNotFoundError) as e:
@@ -161,9 +183,15 @@ def test_hsemotion_catalogue_model_missing_then_fetched(tiny_onnx, cache):
     (d / "enet_b0_8_va_mtl.onnx").write_bytes(path.read_bytes())
     (d / "MANIFEST.json").write_text(json.dumps({"files": {"enet_b0_8_va_mtl.onnx": {
         "sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "size": path.stat().st_size}}}))
+    tiny = hashlib.sha256(path.read_bytes()).hexdigest()
+    with pytest.raises(ModelFetchError, match=f"has sha256 {tiny}, expected c43e056a[0-9a-f]{{56}} \\(pinned\\)"):
+        create_extractor("hsemotion").load()  # not the published weights: refused at load, both hashes named
+    pin_catalogue(monkeypatch, name, path)
     fresh = create_extractor("hsemotion")
-    assert fresh.key == ex.key  # fetching does not move the store key
+    assert fresh.key == ex.key  # fetching (or pinning) does not move the store key
+    assert fresh.identity()["catalogue_weights"]["sha256"] == tiny
     assert fresh(ExtractorInput(images=faces(1))).valid.all()
+    monkeypatch.setitem(CATALOGUE, name, dataclasses.replace(CATALOGUE[name], sha256=(None,), pin_source=("",)))
     with open(d / "enet_b0_8_va_mtl.onnx", "ab") as f:
         f.write(b"\0")
     with pytest.raises(ModelFetchError, match="changed since it was fetched"):
@@ -332,8 +360,9 @@ def test_fetch_models_downloads_verifies_and_refuses(tiny_onnx, cache, server, m
     (root / "enet_b0_8_va_mtl.onnx").write_bytes(path.read_bytes())
     sha = hashlib.sha256(path.read_bytes()).hexdigest()
     name = "hsemotion-enet_b0_8_va_mtl"
-    entry = dataclasses.replace(CATALOGUE[name], urls=((f"{base}/enet_b0_8_va_mtl.onnx",),))
-    monkeypatch.setitem(CATALOGUE, name, entry)  # unpinned, as the real entry
+    entry = dataclasses.replace(CATALOGUE[name], urls=((f"{base}/enet_b0_8_va_mtl.onnx",),), sha256=(None,),
+                                pin_source=("",))
+    monkeypatch.setitem(CATALOGUE, name, entry)  # unpinned, as enet_b2_7 is
     assert main(["fetch-models", name]) == 0
     out = capsys.readouterr().out
     assert f"NOT VERIFIED — the catalogue pins no sha256 for it; what came has sha256 {sha}" in out
@@ -343,8 +372,15 @@ def test_fetch_models_downloads_verifies_and_refuses(tiny_onnx, cache, server, m
     main(["fetch-models", "--list"])
     assert "fetched (NOT verified)" in capsys.readouterr().out
     # pinned: the right hash is verified, a wrong one is refused and leaves nothing behind
-    monkeypatch.setitem(CATALOGUE, name, dataclasses.replace(entry, sha256=(sha,)))
-    assert fetch_model(name, force=True, log_fn=lambda m: None)["verified"] is True
+    monkeypatch.setitem(CATALOGUE, name, dataclasses.replace(entry, sha256=(sha,), pin_source=("test manifest",)))
+    assert main(["fetch-models", "--force", name]) == 0
+    assert f"sha256 {sha} matches the pinned hash (pin: test manifest)" in capsys.readouterr().out
+    assert read_manifest(name)["verified"] is True
+    main(["fetch-models", "--list"])
+    listed = capsys.readouterr().out
+    assert f"pin: enet_b0_8_va_mtl.onnx: sha256 {sha} (test manifest)" in listed
+    assert "pin: enet_b2_7.onnx: NOT pinned (no published hash found)" in listed
+    assert "hub revision main (NOT pinned)" in listed
     monkeypatch.setitem(CATALOGUE, name, dataclasses.replace(entry, sha256=("1" * 64,)))
     (model_dir(name) / "enet_b0_8_va_mtl.onnx").unlink()
     with pytest.raises(ModelFetchError, match=f"sha256 {sha} does not match the pinned 1111"):

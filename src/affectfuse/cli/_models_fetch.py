@@ -26,8 +26,13 @@ def _list() -> int:
         else:
             state = "missing"
         src = m.urls[0][0] if m.kind == "url" else f"https://huggingface.co/{m.source} (Hugging Face hub)"
+        if m.kind == "url":
+            pins = [f"{f}: sha256 {pin} ({why})" if pin else f"{f}: NOT pinned (no published hash found)"
+                    for f, pin, why in zip(m.files, m.sha256, m.pin_source or ("",) * len(m.files))]
+        else:
+            pins = [f"hub revision {m.revision or 'main (NOT pinned)'}; files checked against the hub's record"]
         print(f"{m.name:30s} {state:22s} extractor {m.extractor}\n    {m.notes}\n    source: {src}"
-              f"\n    licence: {m.licence}")
+              + "".join(f"\n    pin: {p}" for p in pins) + f"\n    licence: {m.licence}")
     return 0
 
 
@@ -50,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"{name}: in {model_dir(name)}")
         for f, info in man.get("files", {}).items():
             if info.get("verified"):
-                print(f"  {f}: sha256 {info['sha256']} matches the pinned hash")
+                why = f" (pin: {info['pin_source']})" if info.get("pin_source") else ""
+                print(f"  {f}: sha256 {info['sha256']} matches the pinned hash{why}")
             else:
                 hub = " (matches the hub's record of it)" if info.get("hub_record_matches") else ""
                 print(f"  {f}: NOT VERIFIED — the catalogue pins no sha256 for it; what came has sha256 "

@@ -74,6 +74,7 @@ class PublishedModel:
         files: file names in the model's folder.
         urls: per file, the URLs tried in order (``kind="url"``).
         sha256: per file, the pinned SHA-256, or None where it is not known (never invented).
+        pin_source: per file, where its pin comes from (recorded in the manifest, shown by ``fetch-models``).
         licence: the licence of the weights, as the publisher states it.
         extractor: the extractor that reads it.
         revision: the hub revision (branch, tag or commit) for ``kind="hub"``.
@@ -90,6 +91,7 @@ class PublishedModel:
     extractor: str
     urls: tuple[tuple[str, ...], ...] = ()
     sha256: tuple[str | None, ...] = ()
+    pin_source: tuple[str, ...] = ()
     revision: str | None = None
     notes: str = ""
     weights_choice: tuple[str, ...] = ()
@@ -104,15 +106,47 @@ class PublishedModel:
         return "-NC" in self.licence.split(" ")[0].upper()
 
 
+#: SHA-256 pins of HSEmotion files, each with the immutable (commit) URL its hash was computed from and where the
+#: pin comes from. None of these files could be downloaded here (no internet); the pins are the hashes published in
+#: other projects' verified download manifests, so a wrong one fails loudly (the file is refused, with both hashes)
+#: rather than passing silently. Files without a published hash stay unpinned (never invented).
+_HSE_PINS: dict[str, tuple[str, str, str]] = {
+    "enet_b0_8_va_mtl.onnx": (
+        "c43e056ad388d4a8dc911832b8291435b2af537f967e5870ebd731574ec7e812",
+        "https://raw.githubusercontent.com/sb-ai-lab/EmotiEffLib/520a051c64cd191521e5934655314e769a319684/models/"
+        "affectnet_emotions/onnx/enet_b0_8_va_mtl.onnx",
+        "two independent public download manifests agree (one for EmotiEffLib commit 520a051c, one for "
+        "face-emotion-recognition's main branch); the first's pin of silero_vad.onnx v5.1.2 matches the file in "
+        "PyPI's silero-vad 5.1.2 byte for byte",
+    ),
+    "enet_b2_8.onnx": (
+        "180a9d4845b59393de4511598a0d1d34b705034691ea32959ce5009db7cf52b7",
+        "https://raw.githubusercontent.com/sb-ai-lab/EmotiEffLib/af833487321c3efdcb1768a91a6c656a1986fdf6/models/"
+        "affectnet_emotions/onnx/enet_b2_8.onnx",
+        "one public download manifest, computed from EmotiEffLib commit af833487 (30,779,724 bytes)",
+    ),
+    "enet_b0_8_best_vgaf.onnx": (
+        "00085f9a8ef0bf8fc24a645550185703768951a53aff9f141c8637529eba1840",
+        "https://github.com/av-savchenko/hsemotion-onnx/raw/bd500bd3a685013d18883c349e8940d020cacd98/models/"
+        "affectnet_emotions/onnx/enet_b0_8_best_vgaf.onnx",
+        "one public download manifest, computed from hsemotion-onnx commit bd500bd3",
+    ),
+}
+
+
 def _hse(stem: str, notes: str) -> PublishedModel:
     f = f"{stem}.onnx"
-    return PublishedModel(
+    mirrors = tuple(u.format(f=f) for u in _HSE_MIRRORS)
+    if f in _HSE_PINS:  # the commit the hash was computed from first, then the moving branches (same bytes or refused)
+        pin, at_commit, source = _HSE_PINS[f]
+        return PublishedModel(
+            name=f"hsemotion-{stem}", kind="url", source="EmotiEffLib / HSEmotion ONNX models on GitHub", files=(f,),
+            urls=((at_commit, *mirrors),), sha256=(pin,), pin_source=(source,),
+            licence=_HSE_LICENCE, extractor="hsemotion", notes=notes,
+        )
+    return PublishedModel(  # NOT PINNED: no published SHA-256 of this file was found; fetch-models reports it
         name=f"hsemotion-{stem}", kind="url", source="EmotiEffLib / HSEmotion ONNX models on GitHub", files=(f,),
-        urls=(tuple(u.format(f=f) for u in _HSE_MIRRORS),),
-        # NOT PINNED: the real SHA-256 of these files could not be read from here (no internet, and no stored copy
-        # or published checksum). fetch-models records what arrives and reports it as NOT verified.
-        sha256=(None,),
-        licence=_HSE_LICENCE, extractor="hsemotion", notes=notes,
+        urls=(mirrors,), sha256=(None,), pin_source=("",), licence=_HSE_LICENCE, extractor="hsemotion", notes=notes,
     )
 
 
@@ -267,7 +301,7 @@ def _fetch_url_model(m: PublishedModel, d: Path, log_fn: Callable[[str], None]) 
                 errors.append(str(e))
                 continue
             files[f] = {"sha256": got, "size": (d / f).stat().st_size, "url": url, "pinned": pin,
-                        "verified": pin is not None}
+                        "verified": pin is not None, "pin_source": dict(zip(m.files, m.pin_source)).get(f, "")}
             break
         else:
             raise ModelFetchError("; ".join(errors))

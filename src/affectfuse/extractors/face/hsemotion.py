@@ -204,9 +204,10 @@ class HSEmotionConfig(CheckedConfig):
         return self
 
     def identity(self) -> dict[str, Any]:
-        entry = self.catalogue_entry
-        pinned = self.sha256 or (entry.pinned(self.file_name) if entry is not None else None)
-        weights: dict[str, Any] = {"file": self.file_name, "sha256": pinned, "licence": self.licence}
+        # the key names a catalogue model by its name (its pin, checked at load, is recorded beside the key by
+        # HSEmotion.identity: pinning it later must not move the features already stored); a URL or a local copy
+        # by its own sha256= or fingerprint, whatever its file is called
+        weights: dict[str, Any] = {"file": self.file_name, "sha256": self.sha256, "licence": self.licence}
         if self.fingerprint is not None:
             weights["fingerprint"] = self.fingerprint
         return {**super().identity(), "weights": weights}
@@ -263,7 +264,12 @@ class HSEmotion(Extractor):
         return [f"hse_{c}" for c in names] + (["hse_valence", "hse_arousal"] if self.config.va else [])
 
     def identity(self) -> dict[str, Any]:
-        return {**super().identity(), "licence": self.config.licence}
+        ident = {**super().identity(), "licence": self.config.licence}
+        entry = CATALOGUE.get(self.config.model)
+        if entry is not None:  # the weights a catalogue name stands for: refused at load unless they match
+            pin, why = entry.pinned(entry.files[0]), dict(zip(entry.files, entry.pin_source)).get(entry.files[0], "")
+            ident["catalogue_weights"] = {"file": entry.files[0], "sha256": pin, "pin_source": why or None}
+        return ident
 
     def _load(self) -> None:
         try:
