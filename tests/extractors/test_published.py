@@ -363,7 +363,11 @@ def test_fetch_models_downloads_verifies_and_refuses(tiny_onnx, cache, server, m
     entry = dataclasses.replace(CATALOGUE[name], urls=((f"{base}/enet_b0_8_va_mtl.onnx",),), sha256=(None,),
                                 pin_source=("",))
     monkeypatch.setitem(CATALOGUE, name, entry)  # unpinned, as enet_b2_7 is
-    assert main(["fetch-models", name]) == 0
+    assert main(["fetch-models", name]) == 2  # not fetched without being asked to
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no SHA-256 is pinned for enet_b0_8_va_mtl.onnx" in err
+    assert f"`affectfuse fetch-models --allow-unverified {name}`" in err and not model_dir(name).exists()
+    assert main(["fetch-models", "--allow-unverified", name]) == 0
     out = capsys.readouterr().out
     assert f"NOT VERIFIED — the catalogue pins no sha256 for it; what came has sha256 {sha}" in out
     man = read_manifest(name)
@@ -391,7 +395,7 @@ def test_fetch_models_downloads_verifies_and_refuses(tiny_onnx, cache, server, m
     (root / "enet_b0_8_va_mtl.onnx").write_bytes(b"version https://git-lfs.github.com/spec/v1\noid sha256:ab\n")
     monkeypatch.setitem(CATALOGUE, name, entry)
     with pytest.raises(ModelFetchError, match="git-LFS pointer"):
-        fetch_model(name, log_fn=lambda m: None)
+        fetch_model(name, allow_unverified=True, log_fn=lambda m: None)
 
 
 def test_hsemotion_url_with_pinned_hash_is_fetched_on_first_use(tiny_onnx, cache, server, monkeypatch):

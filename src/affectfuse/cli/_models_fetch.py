@@ -6,7 +6,8 @@
 
 Models land in ``$AFFECTFUSE_CACHE/models/<name>/``, or ``$AFFECTFUSE_MODELS/<name>/`` when that is set (see
 :mod:`affectfuse.extractors._catalogue`). A file whose SHA-256 the catalogue pins is refused unless it matches;
-one without a pin is kept, its SHA-256 recorded, and reported as NOT verified. Without internet the command
+a file at a URL without a pin is fetched only with ``--allow-unverified`` (its SHA-256 recorded, reported as
+NOT verified); hub files are compared with the hub's record of them. Without internet the command
 fails with one line naming the URL or hub id that could not be reached (exit code 2).
 """
 
@@ -47,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     failed: list[str] = []
     for name in args.names:
         try:
-            man = fetch_model(name, force=args.force, log_fn=print)
+            man = fetch_model(name, force=args.force, allow_unverified=args.allow_unverified, log_fn=print)
         except ModelFetchError as e:
             failed.append(" ".join(str(e).split()))  # one line, whatever the reason said
             continue
@@ -74,4 +75,7 @@ def add_parser(sub, name: str) -> None:
     p.add_argument("names", nargs="*", metavar="NAME", help="catalogue names (see --list)")
     p.add_argument("--list", action="store_true", help="list the catalogue with each model's state and licence")
     p.add_argument("--force", action="store_true", help="download again even when already fetched")
+    p.add_argument("--allow-unverified", action="store_true",
+                   help="also fetch files at a URL whose SHA-256 the catalogue does not pin (their hash is recorded "
+                        "and they are reported as NOT verified)")
     p.set_defaults(run=run)

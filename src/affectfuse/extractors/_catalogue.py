@@ -7,10 +7,10 @@ when that variable names another folder of models) and checks it; the extractors
 Hugging Face cache. Models are read as ONNX graphs or as safetensors / ``weights_only`` state dicts — never by
 unpickling a whole model.
 
-Verification. A file whose SHA-256 the catalogue pins is refused unless it matches. Where the catalogue has no
-pin (``sha256=None``: nobody here could read the real hash, and a made-up one would be worse than none), the file
-is downloaded, its SHA-256 is recorded in the folder's ``MANIFEST.json`` with ``"verified": false`` and
-``fetch-models`` says so loudly; a hub file is compared with the SHA-256 the hub records for it (its LFS object
+Verification. A file whose SHA-256 the catalogue pins is refused unless it matches (at fetch and at load). Where
+the catalogue has no pin (``sha256=None``: no published hash was found, and a made-up one would be worse than
+none), a URL file is fetched only when asked for (``allow_unverified`` / ``--allow-unverified``): its SHA-256 is
+recorded in the folder's ``MANIFEST.json`` with ``"verified": false`` and ``fetch-models`` says so loudly; a hub file is compared with the SHA-256 the hub records for it (its LFS object
 id), which checks the transfer, not the publisher. A later load compares the file with the manifest, so a file
 changed after it was fetched is noticed.
 
@@ -351,12 +351,17 @@ def _fetch_hub_model(m: PublishedModel, d: Path, log_fn: Callable[[str], None]) 
     return files
 
 
-def fetch_model(name: str, *, force: bool = False, log_fn: Callable[[str], None] = print) -> dict:
+def fetch_model(name: str, *, force: bool = False, allow_unverified: bool = False,
+                log_fn: Callable[[str], None] = print) -> dict:
     """Download and check a catalogue model into :func:`model_dir`; returns its manifest.
+
+    A file at a URL is fetched only with a pinned SHA-256, unless ``allow_unverified`` (then its hash is recorded
+    and the manifest says ``"verified": false``). Hub files are checked against the hub's record of them.
 
     Raises:
         KeyError: not a catalogue name (the message lists them).
-        ModelFetchError: unreachable (one line naming the URL / hub id) or a hash mismatch.
+        ModelFetchError: unreachable (one line naming the URL / hub id), a hash mismatch, or an unpinned URL file
+            without ``allow_unverified``.
     """
     if name not in CATALOGUE:
         raise KeyError(f"unknown model {name!r}; known: {', '.join(CATALOGUE)}")
@@ -364,6 +369,11 @@ def fetch_model(name: str, *, force: bool = False, log_fn: Callable[[str], None]
     d = model_dir(name)
     if is_fetched(name) and not force:
         return read_manifest(name)
+    unpinned = [f for f, pin in zip(m.files, m.sha256) if pin is None] if m.kind == "url" else []
+    if unpinned and not allow_unverified:
+        raise ModelFetchError(f"{name}: no SHA-256 is pinned for {', '.join(unpinned)} (none is published that this "
+                              f"catalogue could check), so it is not fetched by default; `affectfuse fetch-models "
+                              f"--allow-unverified {name}` fetches it and records the hash it came with")
     log_fn(f"fetching {name} from {m.source} ...")
     d.mkdir(parents=True, exist_ok=True)
     try:
