@@ -353,3 +353,12 @@ def test_notes_on_faces_and_pictures_are_not_said_of_audio_extractors():
     assert not concerns("downscaled from 1920x1080 to 640x360 (max_side=640)", "audio_fragment")
     assert concerns("downscaled from 1920x1080 to 640x360 (max_side=640)", "frame")
     assert concerns("truncated: declares 10.00 s, frames end at 4.00 s", "audio_fragment")
+
+
+def test_default_workers_follow_the_cores_and_the_videos():
+    from affectfuse.extraction.run import default_workers
+
+    assert default_workers(1, cores=64) == 0 and default_workers(0, cores=2) == 0  # one video: no process start-up
+    assert default_workers(24, cores=2) == 2, "measured: 2 workers beat 1 on 2 cores"
+    assert default_workers(24, cores=1) == 2 and default_workers(3, cores=12) == 3 and default_workers(24, cores=12) == 6
+    assert default_workers(100, cores=64) == 8 and default_workers(2, cores=64) == 2

@@ -58,8 +58,8 @@ def add_parser(sub, name: str) -> None:
     p.add_argument("--face-align", dest="face_align", choices=["auto", "none", "similarity"],
                    help="face crops aligned by their key points: auto (for backbones trained on aligned faces; "
                         "default), none, or similarity (for all)")
-    p.add_argument("--workers", type=int, help="decoding / face processes (default 1, or none for a single video; "
-                                                "0 = prepare in this process)")
+    p.add_argument("--workers", type=int, help="decoding / face processes (default: half the cores, 2 to 8, at most "
+                                                "one per video, none for a single video; 0 = prepare in this process)")
     p.add_argument("--batch-rows", type=int, dest="batch_rows", metavar="N",
                    help="frames / audio fragments per backbone call, across videos (default 64; lower it if memory is short)")
     p.add_argument("--float16", action="store_true", default=None, help="store values as float16")

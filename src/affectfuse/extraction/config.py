@@ -73,7 +73,8 @@ class ExtractConfig:
         max_side: frames are decoded downscaled so that their longer side is at most this.
         float16: store values as float16.
         workers: decoding / face processes; 0 decodes in the main process (no time limit then); None (default) =
-            1, or 0 when there is a single video to prepare (no process start-up for one short clip).
+            half the cores, at least 2 and at most 8, never more than the videos, and 0 when there is a single
+            video to prepare (no process start-up for one short clip): :func:`~affectfuse.extraction.run.default_workers`.
         batch_rows: rows (frames / fragments) per backbone call, across videos.
         overwrite: recompute entries that already exist.
         span: what a truncated file is sampled over: ``"decodable"`` (what the data holds) or ``"declared"``
