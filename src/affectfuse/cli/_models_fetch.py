@@ -28,8 +28,8 @@ def _list() -> int:
             state = "missing"
         src = m.urls[0][0] if m.kind == "url" else f"https://huggingface.co/{m.source} (Hugging Face hub)"
         if m.kind == "url":
-            pins = [f"{f}: sha256 {pin} ({why})" if pin else f"{f}: NOT pinned (no published hash found)"
-                    for f, pin, why in zip(m.files, m.sha256, m.pin_source or ("",) * len(m.files))]
+            pins = [f"{f}: sha256 {m.pinned(f)} ({m.pin_source_of(f)})" if m.pinned(f)
+                    else f"{f}: NOT pinned (no published hash found)" for f in m.files]
         else:
             pins = [f"hub revision {m.revision or 'main (NOT pinned)'}; files checked against the hub's record"]
         print(f"{m.name:30s} {state:22s} extractor {m.extractor}\n    {m.notes}\n    source: {src}"

@@ -10,8 +10,9 @@ unpickling a whole model.
 Verification. A file whose SHA-256 the catalogue pins is refused unless it matches (at fetch and at load). Where
 the catalogue has no pin (``sha256=None``: no published hash was found, and a made-up one would be worse than
 none), a URL file is fetched only when asked for (``allow_unverified`` / ``--allow-unverified``): its SHA-256 is
-recorded in the folder's ``MANIFEST.json`` with ``"verified": false`` and ``fetch-models`` says so loudly; a hub file is compared with the SHA-256 the hub records for it (its LFS object
-id), which checks the transfer, not the publisher. A later load compares the file with the manifest, so a file
+recorded in the folder's ``MANIFEST.json`` with ``"verified": false`` and ``fetch-models`` says so loudly. A hub
+file is compared with the SHA-256 the hub records for it (its LFS object id), which checks the transfer, not the
+publisher. A later load compares the file with the manifest, so a file
 changed after it was fetched is noticed.
 
 Licences are recorded in each extractor's identity (so in the feature store) and logged once per process when a
@@ -100,6 +101,10 @@ class PublishedModel:
         """The pinned SHA-256 of ``file``, or None."""
         return dict(zip(self.files, self.sha256)).get(file)
 
+    def pin_source_of(self, file: str) -> str:
+        """Where the pin of ``file`` comes from ("" when it has none)."""
+        return dict(zip(self.files, self.pin_source)).get(file, "")
+
     @property
     def non_commercial(self) -> bool:
         """Whether the licence forbids commercial use (a Creative Commons ``NC`` licence)."""
@@ -137,16 +142,13 @@ _HSE_PINS: dict[str, tuple[str, str, str]] = {
 def _hse(stem: str, notes: str) -> PublishedModel:
     f = f"{stem}.onnx"
     mirrors = tuple(u.format(f=f) for u in _HSE_MIRRORS)
-    if f in _HSE_PINS:  # the commit the hash was computed from first, then the moving branches (same bytes or refused)
-        pin, at_commit, source = _HSE_PINS[f]
-        return PublishedModel(
-            name=f"hsemotion-{stem}", kind="url", source="EmotiEffLib / HSEmotion ONNX models on GitHub", files=(f,),
-            urls=((at_commit, *mirrors),), sha256=(pin,), pin_source=(source,),
-            licence=_HSE_LICENCE, extractor="hsemotion", notes=notes,
-        )
-    return PublishedModel(  # NOT PINNED: no published SHA-256 of this file was found; fetch-models reports it
+    # pinned: the commit the hash was computed from first, then the moving branches (the same bytes, or refused);
+    # NOT pinned where no published SHA-256 of the file was found (fetched only with allow_unverified)
+    pin, at_commit, source = _HSE_PINS.get(f, (None, None, ""))
+    return PublishedModel(
         name=f"hsemotion-{stem}", kind="url", source="EmotiEffLib / HSEmotion ONNX models on GitHub", files=(f,),
-        urls=(mirrors,), sha256=(None,), pin_source=("",), licence=_HSE_LICENCE, extractor="hsemotion", notes=notes,
+        urls=((at_commit, *mirrors) if at_commit else mirrors,), sha256=(pin,), pin_source=(source,),
+        licence=_HSE_LICENCE, extractor="hsemotion", notes=notes,
     )
 
 
@@ -301,7 +303,7 @@ def _fetch_url_model(m: PublishedModel, d: Path, log_fn: Callable[[str], None]) 
                 errors.append(str(e))
                 continue
             files[f] = {"sha256": got, "size": (d / f).stat().st_size, "url": url, "pinned": pin,
-                        "verified": pin is not None, "pin_source": dict(zip(m.files, m.pin_source)).get(f, "")}
+                        "verified": pin is not None, "pin_source": m.pin_source_of(f)}
             break
         else:
             raise ModelFetchError("; ".join(errors))

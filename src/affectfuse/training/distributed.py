@@ -429,7 +429,8 @@ def wanted(world: int, environ: Mapping[str, str] | None = None) -> bool:
 
 
 def _run_joined(fn: Callable[..., T], group: Group, args: Sequence[Any], log: Callable[..., Any]) -> T:
-    """``fn`` on the group joined from a launcher; a failure makes the exit leave without the last barrier."""
+    """``fn`` on an initialised group; a failure marks it, so that leaving it at exit skips the last barrier (a
+    caller's group is never left here: :meth:`Group.close` leaves only a group this module joined)."""
     try:
         return fn(group, log if group.is_main else _silent, *args)
     except BaseException:
@@ -460,8 +461,7 @@ def launch(fn: Callable[..., T], args: Sequence[Any], *, devices: int, nodes: in
         if group.world_size != world:
             raise ValueError(f"the initialised torch.distributed group has {group.world_size} processes, but the run "
                              f"asks for {asked}")
-        return _run_joined(fn, group, args, log) if group is _JOINED.get("group") else \
-            fn(group, log if group.is_main else _silent, *args)
+        return _run_joined(fn, group, args, log)
     env = launch_env()
     if env is not None:
         if env.world_size != world:

@@ -267,8 +267,9 @@ class HSEmotion(Extractor):
         ident = {**super().identity(), "licence": self.config.licence}
         entry = CATALOGUE.get(self.config.model)
         if entry is not None:  # the weights a catalogue name stands for: refused at load unless they match
-            pin, why = entry.pinned(entry.files[0]), dict(zip(entry.files, entry.pin_source)).get(entry.files[0], "")
-            ident["catalogue_weights"] = {"file": entry.files[0], "sha256": pin, "pin_source": why or None}
+            f = entry.files[0]
+            ident["catalogue_weights"] = {"file": f, "sha256": entry.pinned(f),
+                                          "pin_source": entry.pin_source_of(f) or None}
         return ident
 
     def _load(self) -> None:
