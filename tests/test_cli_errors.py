@@ -224,3 +224,21 @@ def test_redirected_logs_get_no_progress_bars_and_no_native_chatter(tmp_path):
     assert "scored 1 video(s)" in quiet.stderr  # our own lines are kept
     loud = subprocess.run(cmd + ["--verbose"], capture_output=True, text=True, env=env, timeout=300)
     assert loud.returncode == 0 and "XNNPACK" in loud.stderr
+
+
+def test_extract_with_worker_processes_keeps_native_chatter_out(tmp_path):
+    """The face detector loads in each worker process: MediaPipe's graph threads log TFLite / absl lines after its
+    construction returns, which must stay out of the log as in the main process (--verbose brings them back)."""
+    from affectfuse.assets import asset_path
+
+    videos = [str(asset_path("pyfeat-media", "single_face.mp4")), str(asset_path("opencv-media", "vtest.avi"))]
+    env = {**os.environ, "AFFECTFUSE_DEBUG": ""}
+    cmd = [sys.executable, "-m", "affectfuse.cli", "extract", *videos, "--workers", "2", "--extractors",
+           "faceapi_expression", "--frames", "4"]
+    quiet = subprocess.run(cmd + ["--out", str(tmp_path / "q")], capture_output=True, text=True, env=env, timeout=300)
+    assert quiet.returncode == 0, quiet.stderr
+    assert "XNNPACK" not in quiet.stderr and "W0000" not in quiet.stderr and "absl" not in quiet.stderr, quiet.stderr
+    assert "for 2 video(s)" in quiet.stderr + quiet.stdout  # our own summary is kept
+    loud = subprocess.run(cmd + ["--out", str(tmp_path / "l"), "--verbose"], capture_output=True, text=True, env=env,
+                          timeout=300)
+    assert loud.returncode == 0 and ("XNNPACK" in loud.stderr or "W0000" in loud.stderr), loud.stderr

@@ -318,8 +318,14 @@ class MediaPipeDetector(FaceDetector):
             ) from e
         from affectfuse._quiet import native_stderr_quiet
 
-        with native_stderr_quiet():  # TFLite's "Created TensorFlow Lite XNNPACK delegate" lines (--verbose keeps them)
-            return {k: face_detection.FaceDetection(model_selection=1 if k == "full" else 0) for k in kinds}
+        # MediaPipe's calculator threads log TFLite's "Created ... XNNPACK delegate" and absl's feedback-manager
+        # lines when a graph first runs, after its construction returns: one blank image per graph inside the
+        # quiet block waits for them (--verbose keeps them)
+        with native_stderr_quiet():
+            graphs = {k: face_detection.FaceDetection(model_selection=1 if k == "full" else 0) for k in kinds}
+            for graph in graphs.values():
+                graph.process(np.zeros((64, 64, 3), np.uint8))
+        return graphs
 
     def _detect_one(self, graph: Any, img: np.ndarray, min_score: float) -> Detections:
         h, w = img.shape[:2]
@@ -327,15 +333,7 @@ class MediaPipeDetector(FaceDetector):
             boxes, scores, points = graph(img)
             keep = scores >= min_score
             return Detections(boxes[keep], scores[keep], points[keep]) if keep.any() else Detections.empty(self.n_points)
-        warmed = self.__dict__.setdefault("_warmed", set())
-        if id(graph) in warmed:
-            result = graph.process(img)
-        else:  # the first call logs absl "inference_feedback_manager" warnings from C++
-            from affectfuse._quiet import native_stderr_quiet
-
-            with native_stderr_quiet():
-                result = graph.process(img)
-            warmed.add(id(graph))
+        result = graph.process(img)
         dets = [d for d in result.detections or [] if len(d.score) and d.score[0] >= min_score]
         if not dets:
             return Detections.empty(self.n_points)
@@ -368,7 +366,6 @@ class MediaPipeDetector(FaceDetector):
                 if hasattr(g, "close"):
                     g.close()
             self._model = None
-            self.__dict__.pop("_warmed", None)
 
 
 class MTCNNDetector(FaceDetector):
