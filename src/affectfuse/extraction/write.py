@@ -262,14 +262,19 @@ class Writer:
 _FACE_NOTES = ("faces:", "no face found")
 _PICTURE_NOTES = ("downscaled", "decoder:")
 _PICTURE_WORDS = ("flagged corrupt by the decoder", "frames could not be decoded")
+#: notes about the sound alone: said only of extractors that read audio
+_AUDIO_NOTES = ("the audio stream ends early",)
 
 
 def concerns(note: str, kind: str) -> bool:
     """Whether a video's note concerns an extractor of input kind ``kind`` (``face``, ``clip``, ``frame``,
     ``audio_fragment``, ...): face notes only face and clip extractors, notes on the decoded pictures every
-    extractor that reads them, the rest (truncation, streams ending early, repeated rows) every extractor."""
+    extractor that reads them, an audio stream ending early the audio extractors, the rest (truncation, the video
+    stream ending early, repeated rows) every extractor."""
     if note.startswith(_FACE_NOTES):
         return kind in ("face", "clip")
+    if note.startswith(_AUDIO_NOTES):
+        return kind.startswith("audio")
     if note.startswith(_PICTURE_NOTES) or any(w in note for w in _PICTURE_WORDS):
         return not kind.startswith("audio")
     return True
